@@ -1,0 +1,80 @@
+//! Logging to stderr in Celery's format, at the level given by `-l`.
+//!
+//! Program output (message bodies, task ids) goes to stdout and logs go to
+//! stderr, so `consumer > bodies.txt` captures exactly the messages. The line
+//! format is Celery's own, `[2026-11-24 15:42:41,723: INFO/MainProcess] …`,
+//! so a Rust worker's log reads like the Python worker's it sits next to.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    registry::LookupSpan,
+};
+
+use crate::settings::LogLevel;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `-l`.
+pub fn init(level: LogLevel) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter(level));
+    // A second init (tests run many `run()`s in one process) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .event_format(CeleryFormat)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn default_filter(level: LogLevel) -> EnvFilter {
+    let ours = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error => "error",
+    };
+    // lapin logs every channel error itself, and we turn each of those into
+    // one clear message of our own; show its view only when debugging.
+    let lapin = if level == LogLevel::Debug {
+        "debug"
+    } else {
+        "off"
+    };
+    EnvFilter::new(format!("{ours},lapin={lapin},amq_protocol={lapin}"))
+}
+
+/// `[%(asctime)s: %(levelname)s/%(processName)s] %(message)s`, plus any
+/// structured fields after the message.
+struct CeleryFormat;
+
+impl<S, N> FormatEvent<S, N> for CeleryFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = chrono::Local::now();
+        let level = match *event.metadata().level() {
+            Level::ERROR => "ERROR",
+            Level::WARN => "WARNING",
+            Level::INFO => "INFO",
+            Level::DEBUG => "DEBUG",
+            Level::TRACE => "TRACE",
+        };
+        write!(
+            writer,
+            "[{},{:03}: {level}/MainProcess] ",
+            now.format("%Y-%m-%d %H:%M:%S"),
+            now.timestamp_subsec_millis()
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,109 @@
+//! Test support for the other crates' integration tests (feature `test-support`).
+//!
+//! Every test gets its own queue name, so tests can run in parallel and twice
+//! in a row; fault injection closes only the test's own connection, found by
+//! the connection name the test chose.
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use lapin::{Connection, ConnectionProperties, options::QueueDeleteOptions};
+
+/// The broker the tests use: `AMQP_URL`, or the blog's default.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned())
+}
+
+/// A name no other test (or earlier run of this one) uses: `prefix-<pid>-<time>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// A plain connection for the test's own side (publishing, inspecting).
+/// Panics with instructions when RabbitMQ is down, so the whole suite fails
+/// at once with a message that says how to start it.
+pub async fn test_connection() -> Connection {
+    let url = amqp_url();
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(&url, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => connection,
+        other => panic!(
+            "RabbitMQ is not reachable at {} ({other:?}). Start it with `rabbitmq-server -detached` \
+             (or `docker compose up -d rabbitmq`), or set AMQP_URL.",
+            crate::redact::Redacted(&url)
+        ),
+    }
+}
+
+/// Deletes a test queue (ignores a queue that is already gone).
+pub async fn delete_queue(name: &str) {
+    let connection = test_connection().await;
+    if let Ok(channel) = connection.create_channel().await {
+        let _ = channel
+            .queue_delete(name.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "bye".into()).await;
+}
+
+/// Number of ready messages in `queue` (passive declare; 0 if it does not exist).
+pub async fn ready_count(name: &str) -> u32 {
+    let connection = test_connection().await;
+    let count = match connection.create_channel().await {
+        Ok(channel) => channel
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .map(|queue| queue.message_count())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    let _ = connection.close(200, "bye".into()).await;
+    count
+}
+
+/// Force-closes the broker connection(s) whose name contains `name_part`,
+/// like an operator running `rabbitmqctl close_connection`. Returns how many
+/// were closed. Only the caller's own connections match, so tests running
+/// beside it are not disturbed.
+pub fn close_connections_named(name_part: &str) -> usize {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output();
+    let Ok(output) = output else {
+        panic!("rabbitmqctl is needed for fault-injection tests");
+    };
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in listing.lines().filter(|line| line.contains(name_part)) {
+        let Some(pid) = line.split('\t').next() else {
+            continue;
+        };
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "fault injected by a test"])
+            .status();
+        if status.map(|s| s.success()).unwrap_or(false) {
+            closed += 1;
+        }
+    }
+    closed
+}
