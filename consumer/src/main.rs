@@ -67,7 +67,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         prefetch: cli.prefetch,
         limit: cli.count,
     };
-    let report = consumer::run(config, tokio::io::stdout(), async move {
+    // Buffered: the consumer flushes once per batch, before it acks the batch.
+    let stdout = tokio::io::BufWriter::with_capacity(64 * 1024, tokio::io::stdout());
+    let report = consumer::run(config, stdout, async move {
         shutdown.recv().await;
     })
     .await?;

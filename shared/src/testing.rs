@@ -107,3 +107,70 @@ pub fn close_connections_named(name_part: &str) -> usize {
     }
     closed
 }
+
+/// What a finished command printed, for bad-input tests.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts the contract for bad input: a non-zero exit, no panic, and one
+    /// `error: …` line on stderr that contains every one of `needles`.
+    pub fn assert_one_line_error(&self, needles: &[&str]) {
+        assert_ne!(self.code, Some(0), "expected a failure: {self:?}");
+        assert!(self.code.is_some(), "killed by a signal: {self:?}");
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("backtrace"),
+            "panicked: {}",
+            self.stderr
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line expected: {}", self.stderr);
+        for needle in needles {
+            assert!(
+                errors[0].contains(needle),
+                "'{needle}' missing from: {}",
+                errors[0]
+            );
+        }
+    }
+}
+
+/// Runs one of the workspace's binaries to completion (bounded by `timeout`).
+pub fn run_cli(binary: &str, args: &[&str], timeout: Duration) -> CliOutput {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                panic!("{binary} {args:?} did not finish within {timeout:?}");
+            }
+        }
+    }
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("cannot read the output of {binary}: {error}"));
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
