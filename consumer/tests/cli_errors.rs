@@ -1,5 +1,7 @@
 //! Bad input to the `consumer` binary: one clear line, a non-zero exit, no panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use shared::testing::{amqp_url, delete_queue, run_cli, unique_name};

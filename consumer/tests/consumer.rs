@@ -4,6 +4,8 @@
 //! suite can run in parallel and twice in a row. The fault test closes only
 //! its own connection, found by the unique connection name it gave it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::{
     collections::BTreeSet,
     pin::Pin,

@@ -1,6 +1,8 @@
 //! The producer against a real RabbitMQ: what lands in the queue, confirms,
 //! returned messages, and republishing after a dropped connection.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::{collections::BTreeSet, io::Write, process::Stdio, time::Duration};
 
 use futures_lite::StreamExt;
