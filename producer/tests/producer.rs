@@ -175,7 +175,7 @@ async fn an_unroutable_message_is_an_error_not_silence() {
 async fn republishes_unconfirmed_messages_after_the_connection_drops() {
     let queue = unique_name("republish");
     let connection_name = unique_name("republish-producer");
-    let mut child = tokio::process::Command::new(PRODUCER)
+    let child = tokio::process::Command::new(PRODUCER)
         .args([
             "--queue",
             &queue,
