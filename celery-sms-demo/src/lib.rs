@@ -1,0 +1,3 @@
+//! (crate docs to come)
+
+pub mod sms;
