@@ -1,1 +1,28 @@
-fn main(){}
+//! `cargo run -p celery-sms-demo -- <worker|send|result>` — the `celery`
+//! command of the blog, for its SMS task.
+//!
+//! Run with
+//!
+//! ```text
+//! cargo run -p celery-sms-demo -- worker -l info                 # celery -A celery_tasks.main worker -l info
+//! cargo run -p celery-sms-demo -- send 13800000000 123456        # send_sms_code.delay('13800000000', '123456')
+//! cargo run -p celery-sms-demo -- send 13800000000 123456 --wait --result-backend redis://127.0.0.1:6379/8
+//! cargo run -p celery-sms-demo -- result <task id> --result-backend redis://127.0.0.1:6379/8
+//! CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p celery-sms-demo -- worker
+//! ```
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shared::logging;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // One TLS provider for the process (ring), before anything opens a connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    logging::init(cli.log.level);
+    shared::cli::exit_code(cli::run(cli).await)
+}

@@ -1,0 +1,29 @@
+"""config.py: the Celery configuration (the blog's ``config.py``).
+
+The blog hard-codes ``broker_url = 'redis://127.0.0.1/7'``. Here that stays the
+default, but every setting can be overridden from the environment so the Rust
+interop tests and the benchmark can point the same package at their own Redis
+database or at RabbitMQ without editing code:
+
+    CELERY_BROKER_URL      broker (default: the blog's redis://127.0.0.1/7)
+    CELERY_RESULT_BACKEND  result backend, e.g. redis://127.0.0.1:6379/11;
+                           unset = disabled, as in the blog ("results: disabled://")
+    CELERY_QUEUE           default queue (default: "celery", as in the blog's banner)
+
+The serializer is Celery's default, JSON: the format the Rust side speaks.
+"""
+import os
+
+# 指定消息队列的位置
+# broker_url = 'amqp://guest:guest@xxx.xxx.xxx.xxx:5672'  # RabbitMQ
+broker_url = os.environ.get('CELERY_BROKER_URL', 'redis://127.0.0.1/7')
+
+# The blog has no result backend. An empty variable counts as unset.
+result_backend = os.environ.get('CELERY_RESULT_BACKEND') or None
+
+# Where delay() sends tasks and what a worker without -Q consumes.
+task_default_queue = os.environ.get('CELERY_QUEUE', 'celery')
+
+# Keep retrying the broker connection at start-up (and silence Celery 5's
+# deprecation warning about the setting's default changing in 6.0).
+broker_connection_retry_on_startup = True

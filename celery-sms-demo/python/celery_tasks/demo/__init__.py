@@ -1,0 +1,1 @@
+"""Small tasks with results, for result-backend interop tests (not in the blog)."""

@@ -1,0 +1,1 @@
+"""The ``sms`` package: the blog's SMS task (``tasks.py``) and its SDK (``yuntongxun/``)."""

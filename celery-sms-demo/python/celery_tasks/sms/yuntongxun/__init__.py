@@ -1,0 +1,1 @@
+"""Stand-in for the blog's 容联云通讯 (yuntongxun) SMS SDK; see ``sms.py``."""

@@ -1,0 +1,781 @@
+//! The Redis transport: kombu's lists and its `unacked` bookkeeping, without
+//! kombu's loss window.
+//!
+//! **Sending** is one `LPUSH` of the kombu envelope onto the list named after
+//! the queue (or its priority sub-list); see [`crate::protocol::redis_envelope`].
+//!
+//! **Receiving** is where the care goes. Redis has no acks, so kombu keeps
+//! its own: a fetched message is recorded in the `unacked` hash (tag →
+//! `[envelope, exchange, routing_key]`) and the `unacked_index` sorted set
+//! (tag → fetch time); an ack deletes both; any worker's periodic sweep puts
+//! back entries older than the visibility timeout. We keep exactly those keys,
+//! so a Python worker's sweep restores what a dead Rust worker held and ours
+//! restores what a dead Python worker held. Three things we do differently:
+//!
+//! 1. **No loss window.** kombu `BRPOP`s a message and *then* records it: a
+//!    `kill -9` between the two loses it. Our [`FETCH_SCRIPT`] pops and
+//!    records in one Lua script, which Redis runs atomically, and it takes up
+//!    to a batch of messages per round trip (one round trip per task could
+//!    never reach a million tasks a minute).
+//! 2. **No polling.** Lua cannot block, so the idle wait is separate: one
+//!    waiter per list runs `BLMOVE list list RIGHT RIGHT` — a pop that pushes
+//!    the same element straight back where it was, i.e. a blocking *peek*
+//!    that cannot lose anything — and rings a bell. A new task is picked up
+//!    within a round trip, not a sleep.
+//! 3. **No double runs of held tasks.** A task with a far `eta` stays
+//!    unacked while we hold it. kombu's sweep would re-queue it after the
+//!    visibility timeout and it would run twice; we refresh the fetch time of
+//!    everything we hold, so only a *dead* worker's messages look stale.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use redis::{
+    AsyncCommands, Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{BrokerError, Delivery, SettleToken, Settlement};
+use crate::protocol::{TaskMessage, redis_envelope};
+use shared::Redacted;
+
+/// kombu's key names: shared with every Python worker on the same broker db.
+pub const UNACKED: &str = "unacked";
+pub const UNACKED_INDEX: &str = "unacked_index";
+pub const UNACKED_MUTEX: &str = "unacked_mutex";
+
+/// Messages taken per fetch round trip, at most.
+const MAX_FETCH: usize = 256;
+/// kombu sweeps for stale messages about this often.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(100);
+
+/// Pops up to ARGV[1] messages from the lists in KEYS[3..] and records each
+/// in `unacked` (KEYS[1]) and `unacked_index` (KEYS[2]) in the same atomic
+/// step. Returns a flat list of (tag, envelope, queue) triples. A message
+/// that is not even JSON gets an empty tag and no bookkeeping: it can only
+/// be rejected, and kombu's sweep could not restore it anyway.
+pub const FETCH_SCRIPT: &str = r#"
+local result = {}
+local max = tonumber(ARGV[1])
+local taken = 0
+for i = 3, #KEYS do
+  local queue = ARGV[i + 1]
+  while taken < max do
+    local raw = redis.call('RPOP', KEYS[i])
+    if not raw then break end
+    taken = taken + 1
+    local tag, exchange, routing_key = nil, '', queue
+    local ok, envelope = pcall(cjson.decode, raw)
+    if ok and type(envelope) == 'table' then
+      local properties = envelope['properties']
+      if type(properties) == 'table' then
+        if type(properties['delivery_tag']) == 'string' then tag = properties['delivery_tag'] end
+        local info = properties['delivery_info']
+        if type(info) == 'table' then
+          if type(info['exchange']) == 'string' then exchange = info['exchange'] end
+          if type(info['routing_key']) == 'string' then routing_key = info['routing_key'] end
+        end
+      end
+      -- A missing or duplicate tag would make two messages share one entry.
+      if not tag or redis.call('HEXISTS', KEYS[1], tag) == 1 then
+        tag = (tag or 'untagged') .. '~' .. ARGV[3] .. '~' .. taken
+      end
+      local entry = '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', ' .. cjson.encode(routing_key) .. ']'
+      redis.call('ZADD', KEYS[2], ARGV[2], tag)
+      redis.call('HSET', KEYS[1], tag, entry)
+    else
+      tag = ''
+    end
+    table.insert(result, tag)
+    table.insert(result, raw)
+    table.insert(result, queue)
+  end
+  if taken >= max then break end
+end
+return result
+"#;
+
+/// Puts unacked messages (tags in ARGV[3..]) back on their queue, as kombu's
+/// restore does: marked `redelivered`, onto the priority list, RPUSH (served
+/// next) or LPUSH (ARGV[2] == 'left'). Only entries fetched at or before
+/// ARGV[1] are touched, so a sweep never steals a message whose owner has
+/// just refreshed it. Atomic per call.
+pub const RESTORE_SCRIPT: &str = r#"
+local restored = 0
+local cutoff = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local tag = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[2], tag)
+  if not score or tonumber(score) <= cutoff then
+    local entry = redis.call('HGET', KEYS[1], tag)
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('HDEL', KEYS[1], tag)
+    local ok, decoded = false, nil
+    if entry then ok, decoded = pcall(cjson.decode, entry) end
+    if ok and type(decoded) == 'table' and type(decoded[1]) == 'table' then
+      local envelope, exchange, routing_key = decoded[1], decoded[2], decoded[3]
+      local priority = 0
+      if type(envelope['headers']) == 'table' then envelope['headers']['redelivered'] = true end
+      local properties = envelope['properties']
+      if type(properties) == 'table' then
+        if type(properties['delivery_info']) == 'table' then properties['delivery_info']['redelivered'] = true end
+        if type(properties['priority']) == 'number' then priority = properties['priority'] end
+      end
+      local queues = {}
+      if type(exchange) ~= 'string' or exchange == '' then
+        queues = {routing_key}
+      else
+        for _, member in ipairs(redis.call('SMEMBERS', '_kombu.binding.' .. exchange)) do
+          local key, _, queue = string.match(member, '^(.-)\6\22(.-)\6\22(.*)$')
+          if queue and (key == routing_key or key == '') then table.insert(queues, queue) end
+        end
+        if #queues == 0 then queues = {routing_key} end
+      end
+      local suffix = ''
+      if priority >= 9 then suffix = '\6\0229' elseif priority >= 6 then suffix = '\6\0226' elseif priority >= 3 then suffix = '\6\0223' end
+      local payload = cjson.encode(envelope)
+      for _, queue in ipairs(queues) do
+        if type(queue) == 'string' then
+          if ARGV[2] == 'left' then redis.call('LPUSH', queue .. suffix, payload)
+          else redis.call('RPUSH', queue .. suffix, payload) end
+        end
+      end
+      restored = restored + 1
+    end
+  end
+end
+return restored
+"#;
+
+/// Releases the sweep mutex only if we still own it (kombu's Lua release).
+const RELEASE_MUTEX_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// A shared connection that reconnects by itself after Redis restarts.
+pub async fn connection_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        .set_number_of_retries(8)
+        .set_max_delay(Duration::from_secs(5));
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
+
+async fn connect(url: &str) -> Result<(Client, ConnectionManager), BrokerError> {
+    let shown = Redacted(url).to_string();
+    let client = Client::open(url).map_err(|error| BrokerError::InvalidRedisUrl {
+        url: shown.clone(),
+        reason: error.to_string(),
+    })?;
+    let connection = connection_manager(&client)
+        .await
+        .map_err(|source| BrokerError::RedisUnreachable { url: shown, source })?;
+    Ok((client, connection))
+}
+
+/// Sends task messages with LPUSH, as `delay()` does.
+#[derive(Clone)]
+pub struct RedisProducer {
+    connection: ConnectionManager,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisProducer")
+            .field("url", &Redacted(&self.url))
+            .finish()
+    }
+}
+
+impl RedisProducer {
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        let (_client, connection) = connect(url).await?;
+        Ok(Self {
+            connection,
+            url: url.to_owned(),
+        })
+    }
+
+    /// LPUSHes every message in one pipelined round trip.
+    pub async fn send_batch(
+        &mut self,
+        messages: &[TaskMessage],
+        queue: &str,
+    ) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        for message in messages {
+            let list = redis_envelope::priority_list(queue, message.properties.priority);
+            pipe.lpush(list, redis_envelope::encode(message, queue))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.connection)
+            .await
+            .map_err(|source| BrokerError::Redis {
+                url: Redacted(&self.url).to_string(),
+                action: "sending tasks",
+                source,
+            })
+    }
+}
+
+/// Identifies one fetched message: its kombu delivery tag, and the prefetch
+/// slot it occupies until it is settled.
+#[derive(Debug)]
+pub struct RedisToken {
+    tag: String,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// What the consumer needs to know.
+#[derive(Debug, Clone)]
+pub struct RedisConsumerConfig {
+    pub url: String,
+    pub queues: Vec<String>,
+    /// Messages fetched but not settled, at most (concurrency × multiplier).
+    pub prefetch: usize,
+    pub visibility_timeout: Duration,
+}
+
+/// The Redis side of a running worker: fetches into a channel, settles,
+/// refreshes, sweeps. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisConsumer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConsumer")
+            .field("queues", &self.inner.config.queues)
+            .finish()
+    }
+}
+
+struct Inner {
+    client: Client,
+    connection: ConnectionManager,
+    config: RedisConsumerConfig,
+    fetch: Script,
+    restore: Script,
+    /// Tags we hold (fetched, not yet settled) → queue. Refreshed and, on a
+    /// cold shutdown, restored.
+    held: Mutex<HashMap<String, String>>,
+    slots: Arc<Semaphore>,
+    settle_tx: mpsc::UnboundedSender<String>,
+    /// Settlements handed to the settle loop but not yet written.
+    unwritten: AtomicUsize,
+    stop_fetching: CancellationToken,
+    stop_all: CancellationToken,
+    /// Rung by a waiter when a list it watches has something in it.
+    bell: Notify,
+    /// Bumped each time the fetcher finds nothing; waiters re-arm on it.
+    idle: watch::Sender<u64>,
+}
+
+impl RedisConsumer {
+    /// Connects, runs the start-up sweep, and starts fetching into the
+    /// returned channel.
+    pub async fn start(
+        config: RedisConsumerConfig,
+    ) -> Result<(RedisConsumer, mpsc::Receiver<Delivery>), BrokerError> {
+        let (client, connection) = connect(&config.url).await?;
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(config.prefetch.max(1));
+        let consumer = RedisConsumer {
+            inner: Arc::new(Inner {
+                client,
+                connection,
+                fetch: Script::new(FETCH_SCRIPT),
+                restore: Script::new(RESTORE_SCRIPT),
+                held: Mutex::new(HashMap::new()),
+                slots: Arc::new(Semaphore::new(config.prefetch.max(1))),
+                settle_tx,
+                unwritten: AtomicUsize::new(0),
+                stop_fetching: CancellationToken::new(),
+                stop_all: CancellationToken::new(),
+                bell: Notify::new(),
+                idle: watch::Sender::new(0),
+                config,
+            }),
+        };
+        // Like kombu at start-up: bring back what dead workers left behind.
+        consumer.sweep_stale().await;
+        tokio::spawn(consumer.clone().fetch_loop(deliveries_tx));
+        tokio::spawn(consumer.clone().settle_loop(settle_rx));
+        tokio::spawn(consumer.clone().refresh_loop());
+        tokio::spawn(consumer.clone().sweep_loop());
+        for list in consumer.lists(0) {
+            tokio::spawn(consumer.clone().wait_loop(list));
+        }
+        Ok((consumer, deliveries_rx))
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self, action: &'static str) -> impl FnOnce(redis::RedisError) -> BrokerError + '_ {
+        move |source| BrokerError::Redis {
+            url: Redacted(&self.inner.config.url).to_string(),
+            action,
+            source,
+        }
+    }
+
+    /// Every list we read, in the order we serve them: priority 0 of every
+    /// queue first, then priority 3, 6, 9 (kombu's BRPOP order).
+    /// `rotation` shifts which queue comes first within each priority, so one
+    /// busy queue does not starve the others.
+    fn lists(&self, rotation: usize) -> Vec<(String, String)> {
+        let mut queues = self.inner.config.queues.clone();
+        if !queues.is_empty() {
+            let shift = rotation % queues.len();
+            queues.rotate_left(shift);
+        }
+        let mut lists = Vec::new();
+        for bucket in 0..4 {
+            for queue in &queues {
+                lists.push((
+                    redis_envelope::queue_lists(queue)[bucket].clone(),
+                    queue.clone(),
+                ));
+            }
+        }
+        lists
+    }
+
+    /// Fetches up to `max` messages atomically (see [`FETCH_SCRIPT`]).
+    async fn fetch(
+        &self,
+        max: usize,
+        round: u64,
+    ) -> Result<Vec<(String, Vec<u8>, String)>, BrokerError> {
+        let lists = self.lists(round as usize);
+        let mut invocation = self.inner.fetch.prepare_invoke();
+        invocation.key(UNACKED).key(UNACKED_INDEX);
+        invocation
+            .arg(max)
+            .arg(unix_now())
+            .arg(format!("{}-{round}", std::process::id()));
+        for (list, queue) in &lists {
+            invocation.key(list).arg(queue);
+        }
+        let mut connection = self.inner.connection.clone();
+        let flat: Vec<redis::Value> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(self.error("fetching tasks"))?;
+        let mut fetched = Vec::with_capacity(flat.len() / 3);
+        let mut items = flat.into_iter();
+        while let (Some(tag), Some(raw), Some(queue)) = (items.next(), items.next(), items.next()) {
+            let text =
+                |value: redis::Value| redis::from_redis_value::<Vec<u8>>(value).unwrap_or_default();
+            let (tag, raw, queue) = (text(tag), text(raw), text(queue));
+            fetched.push((
+                String::from_utf8_lossy(&tag).into_owned(),
+                raw,
+                String::from_utf8_lossy(&queue).into_owned(),
+            ));
+        }
+        Ok(fetched)
+    }
+
+    async fn fetch_loop(self, deliveries: mpsc::Sender<Delivery>) {
+        let stop = self.inner.stop_fetching.clone();
+        let mut round = 0u64;
+        let mut backoff = Backoff::default();
+        loop {
+            // Wait for a free prefetch slot, then take as many as are free.
+            let first = tokio::select! {
+                () = stop.cancelled() => return,
+                slot = self.inner.slots.clone().acquire_owned() => match slot { Ok(slot) => slot, Err(_) => return },
+            };
+            let mut slots = vec![first];
+            while slots.len() < MAX_FETCH {
+                match self.inner.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            round += 1;
+            let fetched = match self.fetch(slots.len(), round).await {
+                Ok(fetched) => {
+                    backoff.reset();
+                    fetched
+                }
+                Err(error) => {
+                    warn!("{error}; retrying");
+                    drop(slots);
+                    backoff.sleep(&stop).await;
+                    continue;
+                }
+            };
+            if fetched.is_empty() {
+                drop(slots);
+                // Nothing to do: re-arm the waiters and block until one rings.
+                self.inner.idle.send_modify(|generation| *generation += 1);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.inner.bell.notified() => {}
+                    // A safety net only: waiters normally ring first.
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            {
+                let mut held = self.held();
+                for (tag, _, queue) in &fetched {
+                    if !tag.is_empty() {
+                        held.insert(tag.clone(), queue.clone());
+                    }
+                }
+            }
+            for ((tag, raw, queue), slot) in fetched.into_iter().zip(slots) {
+                let received = redis_envelope::decode(&raw);
+                let redelivered = received.message.as_ref().is_ok_and(|message| {
+                    message
+                        .headers
+                        .extra
+                        .get("redelivered")
+                        .and_then(|v| v.as_bool())
+                        == Some(true)
+                });
+                let delivery = Delivery {
+                    received,
+                    queue,
+                    redelivered,
+                    token: SettleToken::Redis(RedisToken {
+                        tag,
+                        slot: Some(slot),
+                    }),
+                };
+                if let Err(returned) = deliveries.send(delivery).await {
+                    // The worker is gone: give the message back rather than hold it.
+                    if let SettleToken::Redis(token) = returned.0.token {
+                        self.restore_tags(&[token.tag]).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One waiter per list: blocks in Redis until the list is non-empty,
+    /// rings the bell, then waits until the fetcher has drained what it saw.
+    async fn wait_loop(self, (list, _queue): (String, String)) {
+        let stop = self.inner.stop_fetching.clone();
+        let mut idle = self.inner.idle.subscribe();
+        let mut connection = None;
+        let mut backoff = Backoff::default();
+        while !stop.is_cancelled() {
+            if connection.is_none() {
+                // A dedicated connection: a blocking command would stall every
+                // other command sharing a multiplexed one.
+                let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+                match self
+                    .inner
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                {
+                    Ok(fresh) => connection = Some(fresh),
+                    Err(error) => {
+                        debug!(%error, "waiter cannot connect yet");
+                        backoff.sleep(&stop).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(conn) = connection.as_mut() else {
+                continue;
+            };
+            idle.borrow_and_update();
+            // BLMOVE list list RIGHT RIGHT: pops the tail and pushes it back
+            // as the tail, atomically — a blocking peek.
+            let mut blmove = redis::cmd("BLMOVE");
+            blmove
+                .arg(&list)
+                .arg(&list)
+                .arg("RIGHT")
+                .arg("RIGHT")
+                .arg(1.0);
+            let peeked: redis::RedisResult<Option<Vec<u8>>> = tokio::select! {
+                () = stop.cancelled() => return,
+                result = blmove.query_async(conn) => result,
+            };
+            match peeked {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    backoff.reset();
+                    self.inner.bell.notify_one();
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = idle.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    debug!(%error, "waiter lost its connection");
+                    connection = None;
+                    backoff.sleep(&stop).await;
+                }
+            }
+        }
+    }
+
+    /// Settles a delivery: ack and reject both end kombu's bookkeeping (a
+    /// rejected message is not requeued). The write is batched with other
+    /// settlements by [`settle_loop`](Self::settle_loop).
+    pub fn settle(&self, token: RedisToken, _settlement: Settlement) {
+        if !token.tag.is_empty() {
+            self.inner.unwritten.fetch_add(1, Ordering::AcqRel);
+            if self.inner.settle_tx.send(token.tag).is_err() {
+                self.inner.unwritten.fetch_sub(1, Ordering::AcqRel);
+                warn!("settlement after shutdown; the message will be restored by a sweep");
+            }
+        }
+        drop(token.slot);
+    }
+
+    /// Frees the prefetch slot of a message held for its ETA, so waiting
+    /// tasks do not block fresh ones (Celery raises its prefetch the same way).
+    pub fn release_slot(&self, token: &mut RedisToken) {
+        token.slot.take();
+    }
+
+    /// One `MULTI ZREM unacked_index … HDEL unacked … EXEC` per batch of
+    /// settled tags; retried until Redis takes it.
+    async fn settle_loop(self, mut settled: mpsc::UnboundedReceiver<String>) {
+        let mut backoff = Backoff::default();
+        while let Some(first) = settled.recv().await {
+            let mut tags = vec![first];
+            while tags.len() < 4096 {
+                match settled.try_recv() {
+                    Ok(tag) => tags.push(tag),
+                    Err(_) => break,
+                }
+            }
+            loop {
+                let mut connection = self.inner.connection.clone();
+                let result: redis::RedisResult<()> = redis::pipe()
+                    .atomic()
+                    .zrem(UNACKED_INDEX, &tags)
+                    .ignore()
+                    .hdel(UNACKED, &tags)
+                    .ignore()
+                    .query_async(&mut connection)
+                    .await;
+                match result {
+                    Ok(()) => break,
+                    Err(error) => {
+                        warn!(%error, count = tags.len(), "could not ack; retrying");
+                        // Even at shutdown we keep trying for a while: an ack
+                        // given up on means the task runs again after a sweep.
+                        if !backoff.sleep(&self.inner.stop_all).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            backoff.reset();
+            {
+                let mut held = self.held();
+                for tag in &tags {
+                    held.remove(tag);
+                }
+            }
+            self.inner.unwritten.fetch_sub(tags.len(), Ordering::AcqRel);
+        }
+    }
+
+    /// Keeps the fetch time of everything we hold fresh, so no sweep — ours
+    /// or a Python worker's — mistakes a held ETA task for a dead worker's.
+    async fn refresh_loop(self) {
+        let period = (self.inner.config.visibility_timeout / 4)
+            .clamp(Duration::from_millis(200), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = self.inner.stop_all.cancelled() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            let tags: Vec<String> = self.held().keys().cloned().collect();
+            let now = unix_now();
+            for chunk in tags.chunks(1000) {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZADD").arg(UNACKED_INDEX).arg("XX");
+                for tag in chunk {
+                    pipe.arg(now).arg(tag);
+                }
+                let mut connection = self.inner.connection.clone();
+                if let Err(error) = pipe.query_async::<()>(&mut connection).await {
+                    warn!(%error, "could not refresh held tasks");
+                }
+            }
+        }
+    }
+
+    async fn sweep_loop(self) {
+        let period = SWEEP_INTERVAL.min(
+            self.inner
+                .config
+                .visibility_timeout
+                .max(Duration::from_secs(1)),
+        );
+        loop {
+            tokio::select! {
+                () = self.inner.stop_all.cancelled() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            self.sweep_stale().await;
+        }
+    }
+
+    /// kombu's visibility sweep: under `unacked_mutex`, restore every entry
+    /// fetched longer ago than the visibility timeout.
+    pub async fn sweep_stale(&self) -> usize {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut connection = self.inner.connection.clone();
+        let locked: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(UNACKED_MUTEX)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(300_000)
+            .query_async(&mut connection)
+            .await;
+        if !matches!(locked, Ok(Some(_))) {
+            return 0; // another worker is sweeping, or Redis is away
+        }
+        let cutoff = unix_now() - self.inner.config.visibility_timeout.as_secs_f64();
+        let stale: Vec<String> = connection
+            .zrangebyscore_limit(UNACKED_INDEX, "-inf", cutoff, 0, 1000)
+            .await
+            .unwrap_or_default();
+        let restored = if stale.is_empty() {
+            0
+        } else {
+            self.run_restore(&stale, cutoff).await
+        };
+        let _: redis::RedisResult<i64> = Script::new(RELEASE_MUTEX_SCRIPT)
+            .key(UNACKED_MUTEX)
+            .arg(&token)
+            .invoke_async(&mut connection)
+            .await;
+        if restored > 0 {
+            info!("Restoring {restored} unacknowledged message(s)");
+        }
+        restored
+    }
+
+    async fn run_restore(&self, tags: &[String], cutoff: f64) -> usize {
+        let mut restored = 0;
+        for chunk in tags.chunks(500) {
+            let mut invocation = self.inner.restore.prepare_invoke();
+            invocation
+                .key(UNACKED)
+                .key(UNACKED_INDEX)
+                .arg(cutoff)
+                .arg("right");
+            for tag in chunk {
+                invocation.arg(tag);
+            }
+            let mut connection = self.inner.connection.clone();
+            match invocation.invoke_async::<usize>(&mut connection).await {
+                Ok(count) => restored += count,
+                Err(error) => warn!(%error, "could not restore unacked messages"),
+            }
+        }
+        restored
+    }
+
+    /// Puts the given held messages back on their queues now.
+    pub async fn restore_tags(&self, tags: &[String]) -> usize {
+        let tags: Vec<String> = tags.iter().filter(|tag| !tag.is_empty()).cloned().collect();
+        if tags.is_empty() {
+            return 0;
+        }
+        let restored = self.run_restore(&tags, f64::MAX).await;
+        let mut held = self.held();
+        for tag in &tags {
+            held.remove(tag);
+        }
+        restored
+    }
+
+    /// The tag of a token, for restoring it.
+    pub fn tag(token: &RedisToken) -> &str {
+        &token.tag
+    }
+
+    /// Stops taking new messages (warm shutdown, step one).
+    pub fn stop_fetching(&self) {
+        self.inner.stop_fetching.cancel();
+    }
+
+    /// Cold shutdown: every message we still hold goes back to its queue now.
+    pub async fn restore_all_held(&self) -> usize {
+        let tags: Vec<String> = self.held().keys().cloned().collect();
+        let restored = self.restore_tags(&tags).await;
+        if restored > 0 {
+            info!("Restoring {restored} unacknowledged message(s)");
+        }
+        restored
+    }
+
+    /// Waits (up to 10 s) until every settlement so far is written, then
+    /// stops the background loops.
+    pub async fn close(&self) {
+        self.inner.stop_fetching.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.inner.unwritten.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner.stop_all.cancel();
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Exponential backoff for reconnect loops: 100 ms doubling to 5 s.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Sleeps; returns false if `stop` fired instead.
+    async fn sleep(&mut self, stop: &CancellationToken) -> bool {
+        let delay =
+            Duration::from_millis(100 * 2u64.pow(self.attempt.min(6))).min(Duration::from_secs(5));
+        self.attempt += 1;
+        tokio::select! {
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The command line: Celery's option names, our defaults (the blog's).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use celery_sms_demo::{
+    backend::ResultBackend,
+    broker::{Producer, Transport},
+    protocol::{SendOptions, TaskMessage, time::parse_celery_time},
+    worker::{self, ShutdownSignals, WorkerConfig},
+};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use shared::{AmqpSettings, Shutdown, settings::LogSettings, settings::parse_seconds};
+
+/// The blog's broker: `broker_url = 'redis://127.0.0.1/7'`.
+const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379/7";
+
+/// The blog's Celery SMS task, as a Rust worker and producer that speak Celery's protocol.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run tasks from the queue (`celery worker`).
+    Worker(WorkerArgs),
+    /// Send the SMS task (`send_sms_code.delay(mobile, sms_code)`) and print its id.
+    Send(SendArgs),
+    /// Print a task's state and result (`AsyncResult(id)`).
+    Result(ResultArgs),
+}
+
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST.
+    #[arg(long, env = "CELERY_BROKER_URL", default_value = DEFAULT_BROKER, hide_env_values = true)]
+    broker: String,
+
+    /// Result backend URL (redis://…); none by default, like the blog (results: disabled://).
+    #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
+    result_backend: Option<String>,
+
+    /// Seconds to keep retrying the first AMQP connection while the broker starts.
+    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
+    connect_timeout: f64,
+}
+
+impl BrokerArgs {
+    fn amqp(&self, connection_name: Option<String>) -> AmqpSettings {
+        let mut settings = AmqpSettings::new(&self.broker);
+        settings.connect_timeout = self.connect_timeout;
+        settings.connection_name = connection_name;
+        settings
+    }
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+
+    /// Tasks run at once (default: the number of CPUs, as Celery).
+    #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: Option<u32>,
+
+    /// Queues to consume, comma-separated.
+    #[arg(short = 'Q', long, default_value = "celery", value_delimiter = ',')]
+    queues: Vec<String>,
+
+    /// Prefetch = concurrency × this.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    prefetch_multiplier: u32,
+
+    /// Redis: seconds before an unacked message of a dead worker is restored.
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
+    visibility_timeout: f64,
+
+    /// Node name, as in Celery's `-n` (default celery@<host>).
+    #[arg(short = 'n', long)]
+    hostname: Option<String>,
+
+    /// First retry delay of the SMS task in seconds (doubles each retry, with jitter).
+    #[arg(long, env = "SMS_RETRY_BACKOFF", default_value_t = 2.0, value_parser = parse_seconds)]
+    retry_backoff: f64,
+
+    /// Redis URL for the "SMS already sent" records (default: the broker if Redis, else the result backend).
+    #[arg(long, env = "SMS_SENT_RECORDS_URL", hide_env_values = true)]
+    sent_records_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    /// The task's arguments: MOBILE CODE for the SMS task.
+    args: Vec<String>,
+
+    #[command(flatten)]
+    broker: BrokerArgs,
+
+    /// Queue to send to.
+    #[arg(long, default_value = "celery")]
+    queue: String,
+
+    /// Task name (the blog's task is SMS; `noop` exists for benchmarks).
+    #[arg(long, default_value = "SMS")]
+    task: String,
+
+    /// Run no earlier than this many seconds from now.
+    #[arg(long, value_parser = parse_seconds, conflicts_with = "eta")]
+    countdown: Option<f64>,
+
+    /// Run no earlier than this time (ISO-8601, e.g. 2026-11-24T15:44:10+00:00).
+    #[arg(long, value_parser = parse_time)]
+    eta: Option<DateTime<Utc>>,
+
+    /// Discard the task if not started by then: seconds from now, or an ISO-8601 time.
+    #[arg(long, value_parser = parse_expires)]
+    expires: Option<DateTime<Utc>>,
+
+    /// Send this many tasks and print the rate (load testing).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+
+    /// Wait for the result and print it (needs --result-backend).
+    #[arg(long)]
+    wait: bool,
+
+    /// Seconds to wait with --wait.
+    #[arg(long, default_value_t = 60.0, value_parser = parse_seconds)]
+    timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct ResultArgs {
+    task_id: String,
+
+    /// Result backend URL (redis://…).
+    #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
+    result_backend: Option<String>,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_celery_time(text)
+        .ok_or_else(|| format!("'{text}' is not an ISO-8601 time (e.g. 2026-11-24T15:44:10+00:00)"))
+}
+
+fn parse_expires(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Ok(Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64));
+    }
+    parse_time(text)
+        .map_err(|_| format!("'{text}' is neither seconds from now nor an ISO-8601 time"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Worker(args) => run_worker(args).await,
+        Command::Send(args) => send(args).await,
+        Command::Result(args) => result(args).await,
+    }
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    Transport::of(&args.broker.broker)?;
+    let hostname = args
+        .hostname
+        .unwrap_or_else(|| format!("celery@{}", host()));
+    let concurrency = match args.concurrency {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let config = WorkerConfig {
+        amqp: args.broker.amqp(Some(format!("{hostname} worker"))),
+        broker_url: args.broker.broker,
+        result_backend: args.broker.result_backend,
+        concurrency,
+        queues: args.queues,
+        prefetch_multiplier: args.prefetch_multiplier as usize,
+        visibility_timeout: Duration::from_secs_f64(args.visibility_timeout),
+        hostname,
+        sent_records_url: args.sent_records_url,
+        retry_backoff: Duration::from_secs_f64(args.retry_backoff),
+        banner: true,
+    };
+    let signals = ShutdownSignals::default();
+    let watcher = signals.clone();
+    tokio::spawn(async move {
+        shutdown.recv().await;
+        watcher.warm.cancel();
+        shutdown.recv().await;
+        watcher.cold.cancel();
+    });
+    worker::run(config, signals).await?;
+    Ok(())
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    if args.task == "SMS" && args.args.len() != 2 {
+        bail!(
+            "the SMS task takes MOBILE CODE (e.g. send 13800000000 123456), got {} argument(s)",
+            args.args.len()
+        );
+    }
+    if args.wait && args.result_backend_missing() {
+        bail!(
+            "--wait needs a result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
+        );
+    }
+    Transport::of(&args.broker.broker)?;
+    let options = SendOptions {
+        eta: args.eta.or(args
+            .countdown
+            .map(|seconds| Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64))),
+        expires: args.expires,
+        ..SendOptions::default()
+    };
+    let task_args: Vec<Value> = args.args.iter().cloned().map(Value::String).collect();
+    let mut producer = Producer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
+
+    if let Some(count) = args.count {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while sent < count {
+            let batch = (count - sent).min(1000);
+            let messages: Vec<TaskMessage> = (0..batch)
+                .map(|_| TaskMessage::new(&args.task, task_args.clone(), Map::new(), &options))
+                .collect();
+            producer.send_batch(&messages, &args.queue).await?;
+            sent += batch;
+        }
+        producer.flush().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "sent {count} tasks to '{}' in {seconds:.2} s: {:.0} tasks/s",
+            args.queue,
+            count as f64 / seconds.max(1e-9)
+        );
+        producer.close().await;
+        return Ok(());
+    }
+
+    let message = TaskMessage::new(&args.task, task_args, Map::new(), &options);
+    let id = message.headers.id.clone();
+    // Subscribe before sending, as Celery does, so a fast result is not missed.
+    let waiter = match (&args.broker.result_backend, args.wait) {
+        (Some(url), true) => Some(ResultBackend::connect(url).await?.subscribe(&id).await?),
+        _ => None,
+    };
+    producer.send(&message, &args.queue).await?;
+    producer.flush().await?;
+    producer.close().await;
+    println!("{id}");
+    if let Some(waiter) = waiter {
+        let meta = waiter.wait(Duration::from_secs_f64(args.timeout)).await?;
+        print_result(&meta)?;
+    }
+    Ok(())
+}
+
+impl SendArgs {
+    fn result_backend_missing(&self) -> bool {
+        self.broker.result_backend.is_none()
+    }
+}
+
+async fn result(args: ResultArgs) -> anyhow::Result<()> {
+    let Some(url) = args.result_backend else {
+        bail!(
+            "no result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
+        );
+    };
+    let backend = ResultBackend::connect(&url).await?;
+    match backend.get(&args.task_id).await? {
+        Some(meta) => print_result(&meta),
+        None => {
+            println!("PENDING None");
+            Ok(())
+        }
+    }
+}
+
+/// Prints `STATE result` like `AsyncResult.state` / `.result`; a FAILURE or
+/// REVOKED also makes the command fail, as `.get()` raises.
+fn print_result(meta: &Value) -> anyhow::Result<()> {
+    let state = meta
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("PENDING");
+    let result = meta.get("result").cloned().unwrap_or(Value::Null);
+    match state {
+        "FAILURE" | "REVOKED" | "RETRY" => {
+            let exc_type = result
+                .get("exc_type")
+                .and_then(Value::as_str)
+                .unwrap_or("Exception");
+            let message = result
+                .get("exc_message")
+                .map(|m| match m {
+                    Value::Array(items) => items
+                        .iter()
+                        .map(celery_sms_demo::protocol::pyrepr::repr)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => celery_sms_demo::protocol::pyrepr::repr(other),
+                })
+                .unwrap_or_default();
+            println!("{state} {exc_type}({message})");
+            if state != "RETRY" {
+                bail!("task {state}: {exc_type}({message})");
+            }
+            Ok(())
+        }
+        _ => {
+            println!(
+                "{state} {}",
+                celery_sms_demo::protocol::pyrepr::repr(&result)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}

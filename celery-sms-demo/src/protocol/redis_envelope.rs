@@ -1,0 +1,198 @@
+//! The kombu envelope: how a task message sits in a Redis list.
+//!
+//! Redis has no message properties, so kombu wraps everything in one JSON
+//! object and LPUSHes it onto the list named after the queue
+//! (`celery-protocol.md` §A.1):
+//!
+//! ```text
+//! {"body": "<base64 of the JSON body>", "content-encoding": "utf-8",
+//!  "content-type": "application/json", "headers": {…task headers…},
+//!  "properties": {"correlation_id": …, "reply_to": …, "delivery_mode": 2,
+//!                 "delivery_info": {"exchange": "", "routing_key": "celery"},
+//!                 "priority": 0, "body_encoding": "base64", "delivery_tag": "<uuid>"}}
+//! ```
+//!
+//! The `delivery_tag` is made by the *producer* and is what the worker uses as
+//! its key in the `unacked` hash, so it must be unique per message.
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{
+    json::to_python_json,
+    message::{DecodeError, TaskHeaders, TaskMessage, TaskProperties, task_id_of},
+};
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    body: String,
+    #[serde(rename = "content-encoding")]
+    content_encoding: &'static str,
+    #[serde(rename = "content-type")]
+    content_type: &'static str,
+    headers: &'a TaskHeaders,
+    properties: EnvelopeProperties<'a>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeProperties<'a> {
+    correlation_id: &'a str,
+    reply_to: &'a Option<String>,
+    delivery_mode: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration: Option<String>,
+    delivery_info: DeliveryInfo<'a>,
+    priority: u8,
+    body_encoding: &'static str,
+    delivery_tag: &'a str,
+}
+
+#[derive(Serialize)]
+struct DeliveryInfo<'a> {
+    exchange: &'a str,
+    routing_key: &'a str,
+}
+
+/// The envelope text for `message` on `queue`, with a fresh delivery tag.
+pub fn encode(message: &TaskMessage, queue: &str) -> String {
+    let delivery_tag = uuid::Uuid::new_v4().to_string();
+    // kombu sets `expiration` (milliseconds, as a string) only with `expires`.
+    let expiration = message
+        .expires()
+        .map(|expires| (expires - Utc::now()).num_milliseconds().max(0).to_string());
+    to_python_json(&Envelope {
+        body: BASE64.encode(message.body_json()),
+        content_encoding: "utf-8",
+        content_type: "application/json",
+        headers: &message.headers,
+        properties: EnvelopeProperties {
+            correlation_id: &message.properties.correlation_id,
+            reply_to: &message.properties.reply_to,
+            delivery_mode: message.properties.delivery_mode,
+            expiration,
+            delivery_info: DeliveryInfo {
+                exchange: "",
+                routing_key: queue,
+            },
+            priority: message.properties.priority,
+            body_encoding: "base64",
+            delivery_tag: &delivery_tag,
+        },
+    })
+}
+
+/// What we could read of an envelope, even when the task inside is bad:
+/// the id and name are what the log line and the FAILURE result need.
+#[derive(Debug)]
+pub struct Received {
+    pub task_id: Option<String>,
+    pub task_name: Option<String>,
+    pub message: Result<TaskMessage, DecodeError>,
+}
+
+/// Decodes an envelope popped from a Redis list.
+pub fn decode(raw: &[u8]) -> Received {
+    let envelope: Map<String, Value> = match serde_json::from_slice(raw) {
+        Ok(Value::Object(envelope)) => envelope,
+        Ok(other) => {
+            return unreadable(DecodeError::BadEnvelope(format!(
+                "expected a JSON object, got {other}"
+            )));
+        }
+        Err(error) => return unreadable(DecodeError::BadEnvelope(error.to_string())),
+    };
+    let headers = match envelope.get("headers") {
+        Some(Value::Object(headers)) => headers.clone(),
+        _ => {
+            return unreadable(DecodeError::BadEnvelope(
+                "'headers' must be an object".into(),
+            ));
+        }
+    };
+    let task_id = task_id_of(&headers).map(str::to_owned);
+    let task_name = headers
+        .get("task")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let message = decode_task(&envelope, headers);
+    Received {
+        task_id,
+        task_name,
+        message,
+    }
+}
+
+fn decode_task(
+    envelope: &Map<String, Value>,
+    headers: Map<String, Value>,
+) -> Result<TaskMessage, DecodeError> {
+    let text = |name: &str| {
+        envelope
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let properties = envelope.get("properties").and_then(Value::as_object);
+    let property = |name: &str| properties.and_then(|p| p.get(name));
+    let body_text = text("body");
+    // Base64 is optional: a foreign producer may put the JSON text itself.
+    let body = if property("body_encoding").and_then(Value::as_str) == Some("base64") {
+        BASE64.decode(body_text).map_err(|error| {
+            DecodeError::BadEnvelope(format!("body is not valid base64: {error}"))
+        })?
+    } else {
+        body_text.as_bytes().to_vec()
+    };
+    let id = headers
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let properties = TaskProperties {
+        correlation_id: property("correlation_id")
+            .and_then(Value::as_str)
+            .map_or(id, str::to_owned),
+        reply_to: property("reply_to")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        delivery_mode: property("delivery_mode")
+            .and_then(Value::as_u64)
+            .map_or(2, |m| m.min(2) as u8),
+        priority: property("priority")
+            .and_then(Value::as_u64)
+            .map_or(0, |p| p.min(255) as u8),
+    };
+    let content_type = match text("content-type") {
+        "" => "application/json",
+        given => given,
+    };
+    TaskMessage::decode(content_type, headers, properties, &body)
+}
+
+fn unreadable(error: DecodeError) -> Received {
+    Received {
+        task_id: None,
+        task_name: None,
+        message: Err(error),
+    }
+}
+
+/// The Redis list for `queue` at `priority`: kombu keeps priorities 0–9 in
+/// four lists — the queue itself for 0–2, then `queue\x06\x163`, `…6`, `…9`,
+/// each priority going to the largest step not above it.
+pub fn priority_list(queue: &str, priority: u8) -> String {
+    match priority {
+        0..=2 => queue.to_owned(),
+        3..=5 => format!("{queue}\x06\x163"),
+        6..=8 => format!("{queue}\x06\x166"),
+        _ => format!("{queue}\x06\x169"),
+    }
+}
+
+/// The lists a consumer of `queue` reads, in the order kombu serves them
+/// (on Redis priority 0 is served first).
+pub fn queue_lists(queue: &str) -> [String; 4] {
+    [0, 3, 6, 9].map(|priority| priority_list(queue, priority))
+}

@@ -1,0 +1,49 @@
+//! Celery's timestamps: ISO-8601 text in the `eta` and `expires` headers and
+//! in a result's `date_done`.
+//!
+//! Python writes `datetime.isoformat()`, e.g. `2026-11-24T15:44:10.373954+00:00`.
+//! Producers in the wild also send naive times (no offset) — Celery reads
+//! those as UTC when `enable_utc` is on, its default — and a `Z` suffix.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+
+/// Parses an `eta`/`expires` header. `None` for text that is not a time.
+pub fn parse_celery_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
+        return Some(aware.with_timezone(&Utc));
+    }
+    // isoformat() with a space separator, or a naive time (taken as UTC).
+    if let Ok(aware) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Some(aware.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|naive| naive.and_utc())
+}
+
+/// Formats a time as Python's `isoformat()` of an aware UTC datetime.
+pub fn format_celery_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_python_isoformat() {
+        let text = "2026-11-24T15:44:10.373954+00:00";
+        let time = parse_celery_time(text).unwrap();
+        assert_eq!(format_celery_time(time), text);
+    }
+
+    #[test]
+    fn accepts_naive_zulu_and_offset_times() {
+        let utc = parse_celery_time("2026-11-24T15:44:10").unwrap();
+        assert_eq!(parse_celery_time("2026-11-24T15:44:10Z"), Some(utc));
+        assert_eq!(parse_celery_time("2026-11-24 23:44:10+08:00"), Some(utc));
+        assert_eq!(parse_celery_time("tomorrow"), None);
+    }
+}

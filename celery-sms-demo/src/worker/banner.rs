@@ -1,0 +1,84 @@
+//! The start-up banner, laid out like Celery's (`celery-protocol.md` §E), so
+//! the blog's terminal session reads the same with the Rust worker.
+
+use std::fmt::Write;
+
+use crate::tasks::Registry;
+
+/// What the banner shows.
+#[derive(Debug)]
+pub struct BannerInfo<'a> {
+    pub hostname: &'a str,
+    pub transport: String,
+    pub results: String,
+    pub concurrency: usize,
+    pub queues: &'a [String],
+}
+
+/// The banner text (goes to stdout, like Celery's).
+pub fn banner(info: &BannerInfo<'_>) -> String {
+    let platform = format!(
+        "{}-{}-{}",
+        capitalized(std::env::consts::OS),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|r| r.trim().to_owned())
+            .unwrap_or_default(),
+        std::env::consts::ARCH
+    );
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+    let art = [
+        " -------------- ",
+        "--- ***** ----- ",
+        "-- ******* ---- ",
+        "- *** --- * --- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- *** --- * --- ",
+        "-- ******* ---- ",
+        "--- ***** ----- ",
+        " -------------- ",
+    ];
+    let lines = [
+        format!(
+            "{} v{} (celery-sms-demo, Celery protocol 2)",
+            info.hostname,
+            env!("CARGO_PKG_VERSION")
+        ),
+        String::new(),
+        format!("{platform} {now}"),
+        String::new(),
+        "[config]".to_owned(),
+        ".> app:         celery_tasks (Rust)".to_owned(),
+        format!(".> transport:   {}", info.transport),
+        format!(".> results:     {}", info.results),
+        format!(".> concurrency: {} (tokio)", info.concurrency),
+        ".> task events: OFF (not supported by this worker)".to_owned(),
+        String::new(),
+        "[queues]".to_owned(),
+    ];
+    let mut out = String::from(" \n");
+    for (art, line) in art.iter().zip(lines) {
+        let _ = writeln!(out, "{art}{line}");
+    }
+    for queue in info.queues {
+        let _ = writeln!(
+            out,
+            "                .> {queue:<16} exchange={queue}(direct) key={queue}"
+        );
+    }
+    out.push_str("                \n\n[tasks]\n");
+    for task in Registry::NAMES {
+        let _ = writeln!(out, "  . {task}");
+    }
+    out
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,234 @@
+//! What happens to one task message, from "received" to ack.
+//!
+//! The order of checks follows Celery's worker (`celery-protocol.md` §A.7,
+//! §E): an unreadable or unregistered message is rejected; an expired one is
+//! discarded as REVOKED; one with a future `eta` is held — without taking a
+//! concurrency slot — until it is due; then it runs under its hard time
+//! limit, its outcome is logged in Celery's words and stored in the result
+//! backend, and only then is the message acked (Celery's `acks_late`): a
+//! worker that dies mid-task leaves the message to be delivered again.
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::Utc;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    backend::{ExceptionInfo, ResultBackend, ResultMeta},
+    broker::{Consumer, Delivery, Producer, SettleToken, Settlement},
+    protocol::{TaskMessage, pyrepr::repr},
+    tasks::{Registry, TaskOutcome},
+};
+
+/// What every task run shares.
+#[derive(Debug)]
+pub struct WorkerContext {
+    pub consumer: Consumer,
+    pub registry: Registry,
+    pub backend: Option<ResultBackend>,
+    /// Publishes retries (same broker as the consumer).
+    pub producer: Mutex<Producer>,
+    /// Tasks running at once, at most (`-c`).
+    pub concurrency: Arc<Semaphore>,
+    /// Fired at warm shutdown: tasks still waiting for their ETA give up.
+    pub stop_waiting: CancellationToken,
+}
+
+/// How processing one delivery ended.
+#[derive(Debug)]
+pub enum Processed {
+    Settled,
+    /// Never started (warm shutdown before its ETA): hand it back.
+    GiveBack(SettleToken),
+}
+
+/// Processes one delivery to the end.
+pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Processed {
+    let Delivery {
+        received,
+        queue,
+        token,
+        ..
+    } = delivery;
+    let message = match received.message {
+        Ok(message) => message,
+        Err(problem) => {
+            let id = received.task_id.as_deref().unwrap_or("?");
+            let name = received.task_name.as_deref().unwrap_or("?");
+            error!(
+                "Received invalid task message {name}[{id}] from '{queue}': {problem}. Rejecting it."
+            );
+            if let Some(task_id) = &received.task_id {
+                let (exc_type, exc_module) = problem.exception();
+                store(
+                    &context,
+                    ResultMeta::failure(
+                        task_id,
+                        &ExceptionInfo::new(exc_type, exc_module, problem.to_string()),
+                        None,
+                    ),
+                )
+                .await;
+            }
+            context.consumer.settle(token, Settlement::Reject).await;
+            return Processed::Settled;
+        }
+    };
+    let (name, id) = (message.headers.task.clone(), message.headers.id.clone());
+    if !Registry::is_registered(&name) {
+        error!(
+            "Received unregistered task of type '{name}'. The message has been ignored and discarded. (id {id}, args {})",
+            repr(&serde_json::Value::Array(message.args.clone()))
+        );
+        let exception =
+            ExceptionInfo::new("NotRegistered", "celery.exceptions", format!("'{name}'"));
+        store(&context, ResultMeta::failure(&id, &exception, None)).await;
+        context.consumer.settle(token, Settlement::Reject).await;
+        return Processed::Settled;
+    }
+    info!("Task {name}[{id}] received");
+    let mut token = token;
+
+    if let Some(eta) = message.eta()
+        && eta > Utc::now()
+    {
+        // Held in memory until due; it must not occupy a prefetch or a
+        // concurrency slot meanwhile, or a few far-future tasks would starve
+        // the queue.
+        context.consumer.release_slot(&mut token);
+        let wait = (eta - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = context.stop_waiting.cancelled() => return Processed::GiveBack(token),
+        }
+    }
+    if message
+        .expires()
+        .is_some_and(|expires| expires <= Utc::now())
+    {
+        info!("Discarding revoked task: {name}[{id}]");
+        store_unless_ignored(&context, &message, ResultMeta::revoked(&id)).await;
+        context.consumer.settle(token, Settlement::Ack).await;
+        return Processed::Settled;
+    }
+
+    let settlement = {
+        let _slot = context.concurrency.acquire().await;
+        run(&context, &message, &queue).await
+    };
+    context.consumer.settle(token, settlement).await;
+    Processed::Settled
+}
+
+/// Runs the task under its hard time limit, then logs and stores the outcome.
+async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Settlement {
+    let (name, id) = (&message.headers.task, &message.headers.id);
+    let started = Instant::now();
+    // The registry's tasks are async (the gateway is an HTTP call), so they
+    // run on the event loop; a blocking task would go to spawn_blocking.
+    let outcome = match message.hard_time_limit() {
+        Some(limit) => match tokio::time::timeout(
+            std::time::Duration::from_secs_f64(limit),
+            context.registry.run(message),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => TaskOutcome::Failure(ExceptionInfo {
+                exc_type: "TimeLimitExceeded".to_owned(),
+                exc_message: vec![serde_json::json!(limit)],
+                exc_module: "celery.exceptions".to_owned(),
+            }),
+        },
+        None => context.registry.run(message).await,
+    };
+    let runtime = started.elapsed().as_secs_f64();
+    match outcome {
+        TaskOutcome::Success(value) => {
+            info!(
+                "Task {name}[{id}] succeeded in {runtime}s: {}",
+                repr(&value)
+            );
+            store_unless_ignored(context, message, ResultMeta::success(id, value)).await
+        }
+        TaskOutcome::Failure(exception) => {
+            error!(
+                "Task {name}[{id}] raised unexpected: {}",
+                exception.display()
+            );
+            let traceback = format!(
+                "Traceback (most recent call last):\n  (Rust task {name})\n{}\n",
+                exception.display()
+            );
+            store_unless_ignored(
+                context,
+                message,
+                ResultMeta::failure(id, &exception, Some(traceback)),
+            )
+            .await
+        }
+        TaskOutcome::Retry {
+            exception,
+            countdown,
+        } => {
+            // Celery's retry: publish a new message with the same id, then ack
+            // the original. If the publish fails, requeue the original instead
+            // — never ack a task whose retry was not sent.
+            let retry = message
+                .retry(Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default());
+            let sent = {
+                let mut producer = context.producer.lock().await;
+                match producer.send(&retry, queue).await {
+                    Ok(()) => producer.flush().await,
+                    Err(error) => Err(error),
+                }
+            };
+            if let Err(error) = sent {
+                warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
+                return Settlement::Requeue;
+            }
+            let reason = format!(
+                "Retry in {}s: {}",
+                countdown.as_secs_f64(),
+                exception.display()
+            );
+            info!("Task {name}[{id}] retry: {reason}");
+            let traceback = format!("celery.exceptions.Retry: {reason}\n");
+            store_unless_ignored(
+                context,
+                message,
+                ResultMeta::retry(id, &exception, traceback),
+            )
+            .await
+        }
+    }
+}
+
+/// Stores a result unless the task asked not to (`ignore_result`).
+async fn store_unless_ignored(
+    context: &WorkerContext,
+    message: &TaskMessage,
+    meta: ResultMeta,
+) -> Settlement {
+    if message.headers.ignore_result == Some(true) {
+        return Settlement::Ack;
+    }
+    store(context, meta).await
+}
+
+/// Stores a result. If the backend cannot take it, the message is requeued:
+/// acking it would lose the result for good.
+async fn store(context: &WorkerContext, meta: ResultMeta) -> Settlement {
+    let Some(backend) = &context.backend else {
+        return Settlement::Ack;
+    };
+    match backend.store(&meta).await {
+        Ok(_) => Settlement::Ack,
+        Err(error) => {
+            warn!(task_id = %meta.task_id, "{error}; requeueing the task");
+            Settlement::Requeue
+        }
+    }
+}
