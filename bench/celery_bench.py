@@ -491,6 +491,11 @@ def main():
         p.error(f'{CELERY} not found: run this with the venv python (scripts/python-env)')
 
     results = [(url, Bench(args, url).run()) for url in args.broker]
+    import celery
+    import kombu
+    load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
+    print(f'Celery {celery.__version__} (kombu {kombu.__version__}), Python {sys.version.split()[0]}, '
+          f'{os.cpu_count()} CPUs, load average {load} at the end')
     for url, medians in results:
         print_table(url, args.tasks, args.rounds, medians)
 

@@ -107,6 +107,9 @@ def cmd_delay(app, args):
         options['expires'] = (datetime.datetime.now(datetime.timezone.utc)
                               + datetime.timedelta(seconds=args.expires))
     task = app.tasks.get(args.task)
+    # delay(*args) hands Celery a tuple, which shows in the argsrepr header as
+    # "('13800000000', '123456')"; a list would give "[...]".
+    positional = tuple(args.args)
 
     ids = []
     # One explicit connection for all N messages, closed at the end of the
@@ -117,9 +120,9 @@ def cmd_delay(app, args):
         producer = app.amqp.Producer(conn, auto_declare=False)
         for _ in range(args.count):
             if task is not None:
-                result = task.apply_async(args.args, args.kwargs, producer=producer, **options)
+                result = task.apply_async(positional, args.kwargs, producer=producer, **options)
             else:
-                result = app.send_task(args.task, args=args.args, kwargs=args.kwargs,
+                result = app.send_task(args.task, args=positional, kwargs=args.kwargs,
                                        producer=producer, **options)
             ids.append(result.id)
     print(' '.join(ids))

@@ -89,6 +89,6 @@ pub enum LogLevel {
 #[derive(Args, Clone, Copy, Debug)]
 pub struct LogSettings {
     /// Logging level, as in Celery: debug, info, warning or error.
-    #[arg(short = 'l', long = "loglevel", env = "LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
+    #[arg(short = 'l', long = "loglevel", env = "LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info, global = true)]
     pub level: LogLevel,
 }

@@ -1,0 +1,396 @@
+//! Test harness: real brokers, our worker binary, real Python Celery.
+//!
+//! Every test names its own queue (`unique_name`), so tests run in parallel
+//! and twice in a row. Redis databases: 12 is the shared test broker, 13 the
+//! result backend; tests that shorten the visibility timeout (and so sweep
+//! aggressively) get a database of their own. Every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    time::{Instant, sleep, timeout},
+};
+
+pub const REDIS_BROKER: &str = "redis://127.0.0.1:6379/12";
+pub const RESULTS: &str = "redis://127.0.0.1:6379/13";
+pub const WORKER: &str = env!("CARGO_BIN_EXE_celery-sms-demo");
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub use shared::testing::unique_name;
+
+/// The two transports every interop test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Amqp,
+}
+
+impl Kind {
+    pub fn broker(self) -> String {
+        match self {
+            Kind::Redis => REDIS_BROKER.to_owned(),
+            Kind::Amqp => shared::testing::amqp_url(),
+        }
+    }
+
+    /// The same broker, spelled the way Python's kombu wants the vhost.
+    pub fn python_broker(self) -> String {
+        match self {
+            Kind::Redis => REDIS_BROKER.to_owned(),
+            Kind::Amqp => self.broker().replace("/%2f", "//").replace("/%2F", "//"),
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The venv's Python (made by `scripts/python-env`, which `scripts/test` runs).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("CELERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python venv at {}: run scripts/python-env (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn python_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// A running process whose stderr (the log) is collected line by line.
+pub struct Process {
+    pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn spawn(mut command: Command) -> Process {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("cannot start the process");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        for (stream, sink) in [
+            (
+                Box::new(child.stderr.take().unwrap())
+                    as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                log.clone(),
+            ),
+            (Box::new(child.stdout.take().unwrap()), stdout.clone()),
+        ] {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        Process { child, log, stdout }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log().join("\n")
+    }
+
+    /// Waits until `count` log lines contain `needle`.
+    pub async fn wait_for_log(&self, needle: &str, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self
+            .log()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+            < count
+        {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {count}× '{needle}'; log:\n{}",
+                self.log_text()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("process already reaped").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit (bounded) and returns the exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
+        let status = timeout(WAIT, self.child.wait())
+            .await
+            .expect("process did not exit")
+            .unwrap();
+        // Give the log readers a moment to take the last lines.
+        sleep(Duration::from_millis(100)).await;
+        status.code()
+    }
+
+    /// Ids of tasks the log says succeeded (our worker and Celery log alike).
+    pub fn succeeded_ids(&self) -> Vec<String> {
+        task_ids(&self.log(), "] succeeded in ")
+    }
+}
+
+/// Task ids from lines like `Task SMS[<id>] succeeded in …`.
+pub fn task_ids(lines: &[String], marker: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|line| line.contains(marker))
+        .filter_map(|line| {
+            let start = line.find("Task ")? + 5;
+            let open = line[start..].find('[')? + start + 1;
+            let close = line[open..].find(']')? + open;
+            Some(line[open..close].to_owned())
+        })
+        .collect()
+}
+
+/// Starts our worker on `queue` and waits until it is ready.
+pub async fn start_worker(kind: Kind, queue: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+    start_worker_on(&kind.broker(), queue, args, env).await
+}
+
+pub async fn start_worker_on(
+    broker: &str,
+    queue: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Process {
+    let mut command = Command::new(WORKER);
+    command
+        .args([
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            queue,
+            "--broker",
+            broker,
+            "--result-backend",
+            RESULTS,
+        ])
+        .args(args)
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND")
+        .env("SMS_GATEWAY", "console");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let worker = Process::spawn(command);
+    worker.wait_for_log(" ready.", 1, WAIT).await;
+    worker
+}
+
+/// Starts a real Python Celery worker (the blog's app) on `queue`.
+pub async fn start_python_worker(kind: Kind, queue: &str, env: &[(&str, &str)]) -> Process {
+    let celery = python().with_file_name("celery");
+    let mut command = Command::new(celery);
+    command
+        .current_dir(python_dir())
+        .args([
+            "-A",
+            "celery_tasks.main",
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+        ])
+        .args([
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-n",
+            &format!("py-{queue}@%h"),
+        ])
+        .env("CELERY_BROKER_URL", kind.python_broker())
+        .env("CELERY_RESULT_BACKEND", RESULTS);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let worker = Process::spawn(command);
+    worker.wait_for_log(" ready.", 1, WAIT).await;
+    worker
+}
+
+/// Runs `python interop.py ARGS` against `kind`'s broker; returns stdout.
+pub async fn interop(kind: Kind, args: &[&str]) -> String {
+    let output = timeout(
+        WAIT,
+        Command::new(python())
+            .current_dir(python_dir())
+            .arg("interop.py")
+            .args(args)
+            .env("CELERY_BROKER_URL", kind.python_broker())
+            .env("CELERY_RESULT_BACKEND", RESULTS)
+            .output(),
+    )
+    .await
+    .expect("interop.py timed out")
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "interop.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `interop.py get ID` as JSON.
+pub async fn python_get(kind: Kind, id: &str) -> serde_json::Value {
+    serde_json::from_str(&interop(kind, &["get", id, "--timeout", "30"]).await).unwrap()
+}
+
+/// Runs our `celery-sms-demo ARGS` (bounded) and returns (exit code, stdout, stderr).
+pub async fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = timeout(
+        WAIT,
+        Command::new(WORKER)
+            .args(args)
+            .env_remove("CELERY_BROKER_URL")
+            .env_remove("CELERY_RESULT_BACKEND")
+            .output(),
+    )
+    .await
+    .expect("command timed out")
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `celery-sms-demo send …` on `kind` to `queue`; returns the task id.
+pub async fn send(kind: Kind, queue: &str, args: &[&str]) -> String {
+    let broker = kind.broker();
+    let mut all = vec![
+        "send",
+        "--broker",
+        broker.as_str(),
+        "--result-backend",
+        RESULTS,
+        "--queue",
+        queue,
+    ];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = run_cli(&all).await;
+    assert_eq!(code, Some(0), "send failed: {stderr}");
+    stdout.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A Redis connection to database `url`.
+pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is not running: scripts/services starts it")
+}
+
+/// Removes a queue's lists (Redis) or the queue and its exchange (AMQP).
+pub async fn delete_queue(kind: Kind, queue: &str) {
+    match kind {
+        Kind::Redis => {
+            let mut connection = redis(REDIS_BROKER).await;
+            let lists = celery_sms_demo::protocol::redis_envelope::queue_lists(queue);
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(&lists[..])
+                .query_async(&mut connection)
+                .await;
+        }
+        Kind::Amqp => {
+            shared::testing::delete_queue(queue).await;
+            let connection = shared::testing::test_connection().await;
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel
+                    .exchange_delete(queue.into(), Default::default())
+                    .await;
+            }
+            let _ = connection.close(200, "bye".into()).await;
+        }
+    }
+}
+
+/// Messages waiting in `queue` (all priority lists on Redis).
+pub async fn queue_length(kind: Kind, queue: &str) -> usize {
+    match kind {
+        Kind::Redis => {
+            let mut connection = redis(REDIS_BROKER).await;
+            let mut total = 0;
+            for list in celery_sms_demo::protocol::redis_envelope::queue_lists(queue) {
+                let length: usize = redis::cmd("LLEN")
+                    .arg(list)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                total += length;
+            }
+            total
+        }
+        Kind::Amqp => shared::testing::ready_count(queue).await as usize,
+    }
+}
+
+/// The stored result of a task, if any.
+pub async fn stored_result(id: &str) -> Option<serde_json::Value> {
+    let mut connection = redis(RESULTS).await;
+    let json: Option<String> = redis::cmd("GET")
+        .arg(format!("celery-task-meta-{id}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    json.map(|json| serde_json::from_str(&json).unwrap())
+}
+
+/// Waits until `id` has a final stored result and returns it.
+pub async fn wait_for_result(id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(meta) = stored_result(id).await
+            && matches!(
+                meta["status"].as_str(),
+                Some("SUCCESS" | "FAILURE" | "REVOKED")
+            )
+        {
+            return meta;
+        }
+        assert!(Instant::now() < deadline, "no final result for {id}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
