@@ -179,7 +179,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let config = WorkerConfig {
-        amqp: args.broker.amqp(Some(format!("{hostname} worker"))),
+        amqp: args.broker.amqp(None),
         broker_url: args.broker.broker,
         result_backend: args.broker.result_backend,
         concurrency,

@@ -286,6 +286,7 @@ impl AmqpConsumer {
                 prefetch: config.prefetch,
                 held: 0,
                 generation: 0,
+                last_tag: 0,
                 tracker: AckTracker::default(),
             };
             handles.push(tokio::spawn(worker.run(
@@ -355,6 +356,8 @@ struct QueueConsumer {
     prefetch: u16,
     held: i32,
     generation: u64,
+    /// The highest delivery tag seen on the current channel.
+    last_tag: u64,
     tracker: AckTracker,
 }
 
@@ -401,6 +404,14 @@ impl QueueConsumer {
                         if delivery.acker.poisoned() {
                             continue; // from before a reconnect: RabbitMQ redelivers it
                         }
+                        // lapin recovers a dropped connection transparently: the
+                        // stream goes on, but on a new channel whose delivery tags
+                        // restart at 1. A tag that does not increase is how we
+                        // notice, and acks of the old channel must not leak into it.
+                        if delivery.delivery_tag <= self.last_tag {
+                            self.new_channel_incarnation();
+                        }
+                        self.last_tag = delivery.delivery_tag;
                         let token = AmqpToken {
                             queue: self.index,
                             tag: delivery.delivery_tag,
@@ -425,12 +436,7 @@ impl QueueConsumer {
                             fetching = false;
                             continue;
                         }
-                        // Tags restart at 1 on the new channel; acks of the
-                        // old one are void (those messages come back).
-                        self.generation += 1;
-                        self.tracker = AckTracker::default();
-                        self.held = 0;
-                        info!(queue = %self.queue, "connection recovered; consuming again");
+                        self.new_channel_incarnation();
                     }
                     None => fetching = false,
                 },
@@ -438,9 +444,21 @@ impl QueueConsumer {
         }
     }
 
+    /// After a reconnect: tags restart at 1 on the new channel, and acks of
+    /// the old one are void (RabbitMQ redelivers those messages).
+    fn new_channel_incarnation(&mut self) {
+        self.generation += 1;
+        self.tracker = AckTracker::default();
+        self.held = 0;
+        self.last_tag = 0;
+        info!(queue = %self.queue, "connection recovered; consuming again (unacked tasks from before will be redelivered)");
+    }
+
     async fn apply(&mut self, control: Control) {
         match control {
-            Control::Settle(token, settlement) if token.generation == self.generation => {
+            Control::Settle(token, settlement)
+                if token.generation == self.generation && !token.acker.poisoned() =>
+            {
                 self.tracker
                     .settle(token.tag, token.acker, settlement)
                     .await;

@@ -81,7 +81,8 @@ impl Transport {
 #[derive(Debug)]
 pub enum Producer {
     Redis(redis::RedisProducer),
-    Amqp(amqp::AmqpProducer),
+    // Boxed: the AMQP producer holds a whole confirm window.
+    Amqp(Box<amqp::AmqpProducer>),
 }
 
 impl Producer {
@@ -91,7 +92,7 @@ impl Producer {
     ) -> Result<Producer, BrokerError> {
         Ok(match Transport::of(url)? {
             Transport::Redis => Producer::Redis(redis::RedisProducer::connect(url).await?),
-            Transport::Amqp => Producer::Amqp(amqp::AmqpProducer::connect(amqp_settings).await?),
+            Transport::Amqp => Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?)),
         })
     }
 

@@ -90,15 +90,18 @@ pub async fn run(
     };
     let sent_records = sent_records(&config).await;
     let prefetch = (config.concurrency * config.prefetch_multiplier).max(1);
+    let mut consumer_amqp = config.amqp.clone();
+    consumer_amqp.connection_name = Some(format!("{} consumer", config.hostname));
     let consumer_config = ConsumerConfig {
         url: config.broker_url.clone(),
         queues: config.queues.clone(),
         prefetch,
         visibility_timeout: config.visibility_timeout,
-        amqp: config.amqp.clone(),
+        amqp: consumer_amqp,
     };
     let mut amqp = config.amqp.clone();
     amqp.url = config.broker_url.clone();
+    amqp.connection_name = Some(format!("{} producer", config.hostname));
     let producer = Producer::connect(&config.broker_url, amqp).await?;
     let (consumer, mut deliveries) = Consumer::start(&consumer_config).await?;
     info!("Connected to {}", Redacted(&config.broker_url));

@@ -48,7 +48,9 @@ impl FakeGateway {
                             if line == "\r\n" {
                                 break;
                             }
-                            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            if let Some(value) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
                                 length = value.trim().parse().unwrap_or(0);
                             }
                         }
@@ -62,22 +64,34 @@ impl FakeGateway {
                         }
                         tokio::time::sleep(delay).await;
                         let answer = if n < failures {
-                            r#"{"statusCode": "112300", "statusMsg": "gateway busy (fake)"}"#.to_owned()
+                            r#"{"statusCode": "112300", "statusMsg": "gateway busy (fake)"}"#
+                                .to_owned()
                         } else {
-                            format!(r#"{{"statusCode": "000000", "templateSMS": {{"dateCreated": "20261125", "smsMessageSid": "fake-{n}"}}}}"#)
+                            format!(
+                                r#"{{"statusCode": "000000", "templateSMS": {{"dateCreated": "20261125", "smsMessageSid": "fake-{n}"}}}}"#
+                            )
                         };
                         let response = format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
                             answer.len()
                         );
-                        if reader.get_mut().write_all(response.as_bytes()).await.is_err() {
+                        if reader
+                            .get_mut()
+                            .write_all(response.as_bytes())
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                 });
             }
         });
-        FakeGateway { url, requests, bodies }
+        FakeGateway {
+            url,
+            requests,
+            bodies,
+        }
     }
 
     /// Environment for a worker that should use this gateway.
@@ -85,9 +99,15 @@ impl FakeGateway {
         vec![
             ("SMS_GATEWAY", "ronglian".to_owned()),
             ("RONGLIAN_BASE_URL", self.url.clone()),
-            ("RONGLIAN_ACCOUNT_SID", "test-sid".to_owned()),
+            (
+                "RONGLIAN_ACCOUNT_SID",
+                "8aaf0708697b6beb0169c1f12db32e2a".to_owned(),
+            ),
             ("RONGLIAN_AUTH_TOKEN", "test-token".to_owned()),
-            ("RONGLIAN_APP_ID", "test-app".to_owned()),
+            (
+                "RONGLIAN_APP_ID",
+                "8aaf0708697b6beb0169c1f12e082e30".to_owned(),
+            ),
             ("SMS_RETRY_BACKOFF", "0.2".to_owned()),
         ]
     }

@@ -25,6 +25,8 @@ pub const RESULTS: &str = "redis://127.0.0.1:6379/13";
 pub const WORKER: &str = env!("CARGO_BIN_EXE_celery-sms-demo");
 pub const WAIT: Duration = Duration::from_secs(60);
 
+pub mod fake_gateway;
+
 pub use shared::testing::unique_name;
 
 /// The two transports every interop test runs on.

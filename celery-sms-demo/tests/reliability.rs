@@ -1,0 +1,345 @@
+//! Reliability against real brokers: retries through a failing gateway,
+//! `kill -9` mid-batch, several workers (ours and Python's) sharing a queue,
+//! warm and cold shutdown, and a dropped AMQP connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{fake_gateway::FakeGateway, *};
+use tokio::time::{Instant, sleep};
+
+fn env_of(gateway: &FakeGateway) -> Vec<(&'static str, String)> {
+    gateway.env()
+}
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect()
+}
+
+/// Counts how often each task id succeeded across the given logs.
+fn success_counts(logs: &[Vec<String>]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for log in logs {
+        for id in task_ids(log, "] succeeded in ") {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    counts
+}
+
+async fn send_many(broker: &str, queue: &str, count: usize) {
+    let count = count.to_string();
+    let (code, _, stderr) = run_cli(&[
+        "send",
+        "13800000000",
+        "123456",
+        "--count",
+        &count,
+        "--queue",
+        queue,
+        "--broker",
+        broker,
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+async fn retries_until_the_gateway_recovers(kind: Kind) {
+    let queue = unique_name("retry");
+    let gateway = FakeGateway::start(2, Duration::ZERO).await;
+    let env = env_of(&gateway);
+    let mut worker = start_worker(kind, &queue, &["-c", "2"], &as_refs(&env)).await;
+
+    let id = send(kind, &queue, &["13800000000", "123456"]).await;
+    let result = wait_for_result(&id).await;
+    assert_eq!(result["status"], "SUCCESS", "{result}");
+    assert_eq!(gateway.request_count(), 3, "two failures, then the success");
+    let retries = worker
+        .log()
+        .iter()
+        .filter(|line| line.contains(&format!("Task SMS[{id}] retry: Retry in")))
+        .count();
+    assert_eq!(retries, 2, "{}", worker.log_text());
+    // Python reads the final state like any Celery result.
+    assert_eq!(python_get(kind, &id).await["state"], "SUCCESS");
+
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0));
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn retries_until_the_gateway_recovers_over_redis() {
+    retries_until_the_gateway_recovers(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn retries_until_the_gateway_recovers_over_amqp() {
+    retries_until_the_gateway_recovers(Kind::Amqp).await;
+}
+
+/// `kill -9` in the middle of 1,000 acks-late tasks, then a restart: every
+/// task still runs. Redis uses a database of its own here, because the
+/// restarted worker sweeps with a 1 s visibility timeout.
+async fn kill_minus_nine_loses_nothing(kind: Kind) {
+    let broker = match kind {
+        Kind::Redis => "redis://127.0.0.1:6379/14".to_owned(),
+        Kind::Amqp => kind.broker(),
+    };
+    let queue = unique_name("kill9");
+    let gateway = FakeGateway::start(0, Duration::from_millis(10)).await;
+    let env = env_of(&gateway);
+    let env = as_refs(&env);
+    send_many(&broker, &queue, 1000).await;
+
+    let mut first = start_worker_on(&broker, &queue, &["-c", "4"], &env).await;
+    first.wait_for_log("] succeeded in ", 200, WAIT).await;
+    first.signal("-KILL");
+    first.wait().await;
+    let before = success_counts(&[first.log()]).len();
+    assert!(before < 1000, "the kill came too late to test anything");
+
+    let mut second = start_worker_on(
+        &broker,
+        &queue,
+        &["-c", "4", "--visibility-timeout", "1"],
+        &env,
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while success_counts(&[first.log(), second.log()]).len() < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 1000 tasks ran",
+            success_counts(&[first.log(), second.log()]).len()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    second.signal("-TERM");
+    assert_eq!(second.wait().await, Some(0));
+    assert_eq!(queue_length_on(&broker, kind, &queue).await, 0);
+    if kind == Kind::Redis {
+        let mut connection = redis(&broker).await;
+        let unacked: usize = redis::cmd("HLEN")
+            .arg("unacked")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(unacked, 0, "bookkeeping left behind");
+        let lists = celery_sms_demo::protocol::redis_envelope::queue_lists(&queue);
+        let _: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(&lists[..])
+            .query_async(&mut connection)
+            .await;
+    } else {
+        delete_queue(kind, &queue).await;
+    }
+}
+
+async fn queue_length_on(broker: &str, kind: Kind, queue: &str) -> usize {
+    match kind {
+        Kind::Amqp => queue_length(kind, queue).await,
+        Kind::Redis => {
+            let mut connection = redis(broker).await;
+            let mut total = 0;
+            for list in celery_sms_demo::protocol::redis_envelope::queue_lists(queue) {
+                let length: usize = redis::cmd("LLEN")
+                    .arg(list)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                total += length;
+            }
+            total
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_minus_nine_loses_nothing_over_redis() {
+    kill_minus_nine_loses_nothing(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn kill_minus_nine_loses_nothing_over_amqp() {
+    kill_minus_nine_loses_nothing(Kind::Amqp).await;
+}
+
+/// Scaling out: two of our workers and one Python worker on one queue share
+/// 1,000 tasks, and each task runs exactly once.
+async fn workers_share_a_queue_exactly_once(kind: Kind) {
+    let queue = unique_name("share");
+    // Our workers call a gateway that takes 5 ms, so the Python worker gets a share.
+    let gateway = FakeGateway::start(0, Duration::from_millis(5)).await;
+    let env = env_of(&gateway);
+    let env = as_refs(&env);
+    let mut ours_a = start_worker(kind, &queue, &["-c", "2", "-n", "a@test"], &env).await;
+    let mut ours_b = start_worker(kind, &queue, &["-c", "2", "-n", "b@test"], &env).await;
+    let mut python = start_python_worker(kind, &queue, &[]).await;
+
+    send_many(&kind.broker(), &queue, 1000).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let counts = success_counts(&[ours_a.log(), ours_b.log(), python.log()]);
+        if counts.len() == 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 1000 tasks ran",
+            counts.len()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    for worker in [&ours_a, &ours_b, &python] {
+        worker.signal("-TERM");
+    }
+    for worker in [&mut ours_a, &mut ours_b, &mut python] {
+        worker.wait().await;
+    }
+    let counts = success_counts(&[ours_a.log(), ours_b.log(), python.log()]);
+    let twice: Vec<_> = counts.iter().filter(|(_, runs)| **runs > 1).collect();
+    assert!(twice.is_empty(), "ran more than once: {twice:?}");
+    for (name, worker) in [("a", &ours_a), ("b", &ours_b), ("python", &python)] {
+        assert!(
+            !worker.succeeded_ids().is_empty(),
+            "worker {name} got no work"
+        );
+    }
+    assert_eq!(queue_length(kind, &queue).await, 0);
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn workers_share_a_queue_exactly_once_over_redis() {
+    workers_share_a_queue_exactly_once(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn workers_share_a_queue_exactly_once_over_amqp() {
+    workers_share_a_queue_exactly_once(Kind::Amqp).await;
+}
+
+/// Warm shutdown mid-batch: running tasks finish and are acked, prefetched
+/// ones go back to the queue, and a second worker finishes the batch with
+/// every task run exactly once.
+async fn warm_shutdown_finishes_in_flight_work(kind: Kind) {
+    let queue = unique_name("warm");
+    let gateway = FakeGateway::start(0, Duration::from_millis(300)).await;
+    let env = env_of(&gateway);
+    let env = as_refs(&env);
+    send_many(&kind.broker(), &queue, 40).await;
+    let mut first = start_worker(kind, &queue, &["-c", "4"], &env).await;
+    first.wait_for_log("] succeeded in ", 4, WAIT).await;
+    first.signal("-TERM");
+    assert_eq!(first.wait().await, Some(0), "{}", first.log_text());
+    assert!(first.log_text().contains("Warm shutdown"));
+    let done_first = first.succeeded_ids().len();
+    assert!(done_first < 40, "stopped too late to test anything");
+    // Everything not finished is back in the queue right away.
+    assert_eq!(queue_length(kind, &queue).await, 40 - done_first);
+
+    let mut second = start_worker(kind, &queue, &["-c", "8"], &env).await;
+    let deadline = Instant::now() + WAIT;
+    while success_counts(&[first.log(), second.log()]).len() < 40 {
+        assert!(Instant::now() < deadline, "tasks lost in the warm shutdown");
+        sleep(Duration::from_millis(50)).await;
+    }
+    second.signal("-TERM");
+    second.wait().await;
+    let counts = success_counts(&[first.log(), second.log()]);
+    assert!(
+        counts.values().all(|runs| *runs == 1),
+        "a task ran twice: {counts:?}"
+    );
+    assert_eq!(gateway.request_count(), 40, "each SMS sent exactly once");
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn warm_shutdown_finishes_in_flight_work_over_redis() {
+    warm_shutdown_finishes_in_flight_work(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn warm_shutdown_finishes_in_flight_work_over_amqp() {
+    warm_shutdown_finishes_in_flight_work(Kind::Amqp).await;
+}
+
+/// Cold shutdown (a second signal): running tasks are abandoned and every
+/// unacked message is back in the queue at once.
+async fn cold_shutdown_requeues_everything_unacked(kind: Kind) {
+    let queue = unique_name("cold");
+    let gateway = FakeGateway::start(0, Duration::from_secs(5)).await;
+    let env = env_of(&gateway);
+    let env = as_refs(&env);
+    send_many(&kind.broker(), &queue, 10).await;
+    let mut worker = start_worker(kind, &queue, &["-c", "2"], &env).await;
+    worker.wait_for_log("] received", 2, WAIT).await;
+    worker.signal("-TERM");
+    sleep(Duration::from_millis(200)).await;
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+    assert!(worker.log_text().contains("Cold shutdown"));
+    assert!(worker.succeeded_ids().is_empty());
+    assert_eq!(
+        queue_length(kind, &queue).await,
+        10,
+        "unacked messages must be back in the queue"
+    );
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn cold_shutdown_requeues_everything_unacked_over_redis() {
+    cold_shutdown_requeues_everything_unacked(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn cold_shutdown_requeues_everything_unacked_over_amqp() {
+    cold_shutdown_requeues_everything_unacked(Kind::Amqp).await;
+}
+
+/// An operator closes the worker's AMQP connection mid-stream: lapin
+/// reconnects, and every task still runs.
+#[tokio::test]
+async fn survives_a_dropped_amqp_connection() {
+    let kind = Kind::Amqp;
+    let queue = unique_name("dropped");
+    let node = format!("{}@test", unique_name("drop"));
+    let gateway = FakeGateway::start(0, Duration::from_millis(30)).await;
+    let env = env_of(&gateway);
+    let env = as_refs(&env);
+    send_many(&kind.broker(), &queue, 300).await;
+    let mut worker = start_worker(kind, &queue, &["-c", "2", "-n", &node], &env).await;
+    worker.wait_for_log("] succeeded in ", 50, WAIT).await;
+    let name = format!("{node} consumer");
+    let closed =
+        tokio::task::spawn_blocking(move || shared::testing::close_connections_named(&name))
+            .await
+            .unwrap();
+    assert!(closed >= 1, "the worker's connection was not found");
+    let deadline = Instant::now() + WAIT;
+    while success_counts(&[worker.log()]).len() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "tasks lost after the reconnect: {}",
+            worker.log_text()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        worker.log_text().contains("connection recovered"),
+        "{}",
+        worker.log_text()
+    );
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0));
+    assert_eq!(queue_length(kind, &queue).await, 0);
+    delete_queue(kind, &queue).await;
+}
