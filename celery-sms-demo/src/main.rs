@@ -13,12 +13,22 @@
 
 mod cli;
 
+/// mimalloc instead of the system allocator: the worker allocates and frees
+/// a few small objects per task, and at 20,000 tasks/s glibc's malloc showed
+/// up as a tenth of the profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
 use shared::logging;
 
-#[tokio::main]
+// One thread for the event loop: tasks are async and short, and keeping
+// them on one thread avoids cross-thread wake-ups (lapin runs its own I/O
+// thread; blocking work would go to spawn_blocking's pool). With Redis on
+// the other core this measured ~30% faster than the multi-thread scheduler.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // One TLS provider for the process (ring), before anything opens a connection.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -670,3 +670,52 @@ async fn eta_that_is_not_a_time() {
     assert_eq!(output.code, Some(2), "{output:?}");
     output.assert_one_line_error(&["--eta", "notatime", "ISO-8601"]);
 }
+
+// What follows pins down faults found while writing the tests above; each
+// is ignored until src is fixed (the reason says what to fix).
+
+#[tokio::test]
+#[ignore = "src: worker::run connects to the unreachable Redis twice in a row (sent-SMS records, then the broker), ~22 s each, so the worker takes ~45 s to fail"]
+async fn worker_with_redis_down_fails_as_fast_as_send() {
+    let queue = unique_name("no-redis");
+    let started = Instant::now();
+    let output = cli(&["worker", "-Q", &queue, "--broker", "redis://127.0.0.1:1/0"]).await;
+    output.assert_one_line_error(&["Redis is not reachable"]);
+    // `send` gives up after ~22 s; the AMQP default --connect-timeout is 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(35),
+        "took {:?}: {}",
+        started.elapsed(),
+        output.stderr
+    );
+}
+
+#[tokio::test]
+#[ignore = "src: shared AmqpError::Unreachable/AccessRefused tell this command's users to fix '--amqp-url / AMQP_URL'; its option is --broker (CELERY_BROKER_URL)"]
+async fn rabbitmq_down_hint_names_the_broker_option() {
+    let output = cli(&with(
+        &SMS,
+        &[
+            "--broker",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+            "--connect-timeout",
+            "1",
+        ],
+    ))
+    .await;
+    output.assert_one_line_error(&["--broker"]);
+    assert!(!output.stderr.contains("--amqp-url"), "{}", output.stderr);
+}
+
+#[tokio::test]
+#[ignore = "src: BrokerError::RedisUnreachable both prints {source} and marks it #[source], so `error: {:#}` repeats the cause three times"]
+async fn redis_down_names_the_cause_once() {
+    let output = cli(&with(&SMS, &["--broker", "redis://127.0.0.1:1/0"])).await;
+    output.assert_one_line_error(&["Redis is not reachable"]);
+    assert_eq!(
+        output.stderr.matches("Connection refused").count(),
+        1,
+        "{}",
+        output.stderr
+    );
+}

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use chrono::{Datelike, Timelike};
+
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::{
     EnvFilter,
@@ -60,7 +62,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = chrono::Local::now();
+        let now = chrono::Local::now().naive_local();
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
             Level::WARN => "WARNING",
@@ -68,11 +70,18 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "TRACE",
         };
+        // Written field by field: strftime parsing its pattern on every line
+        // was measurable at tens of thousands of lines a second.
         write!(
             writer,
-            "[{},{:03}: {level}/MainProcess] ",
-            now.format("%Y-%m-%d %H:%M:%S"),
-            now.timestamp_subsec_millis()
+            "[{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}: {level}/MainProcess] ",
+            now.year(),
+            now.month(),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.and_utc().timestamp_subsec_millis()
         )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)

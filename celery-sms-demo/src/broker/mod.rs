@@ -92,7 +92,9 @@ impl Producer {
     ) -> Result<Producer, BrokerError> {
         Ok(match Transport::of(url)? {
             Transport::Redis => Producer::Redis(redis::RedisProducer::connect(url).await?),
-            Transport::Amqp => Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?)),
+            Transport::Amqp => {
+                Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?))
+            }
         })
     }
 
@@ -222,9 +224,8 @@ impl Consumer {
         match (self, token) {
             (Consumer::Redis(redis), SettleToken::Redis(token)) => match settlement {
                 Settlement::Requeue => {
-                    redis
-                        .restore_tags(&[redis::RedisConsumer::tag(&token).to_owned()])
-                        .await;
+                    let tags = [redis::RedisConsumer::tag(&token).to_owned()];
+                    Box::pin(redis.restore_tags(&tags)).await;
                 }
                 _ => redis.settle(token, settlement),
             },

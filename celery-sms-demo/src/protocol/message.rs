@@ -74,7 +74,33 @@ pub struct TaskMessage {
     pub args: Vec<Value>,
     pub kwargs: Map<String, Value>,
     /// `{callbacks, errbacks, chain, chord}` — canvas links.
-    pub embed: Value,
+    pub embed: Embed,
+}
+
+/// The body's third element: canvas links (`link=`, chains, chords).
+/// A struct rather than a JSON map so the keys keep Python's order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Embed {
+    #[serde(default)]
+    pub callbacks: Value,
+    #[serde(default)]
+    pub errbacks: Value,
+    #[serde(default)]
+    pub chain: Value,
+    #[serde(default)]
+    pub chord: Value,
+    /// Anything newer Celery versions add, passed on untouched.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Embed {
+    /// True if the message asks for follow-up tasks (which we do not run).
+    pub fn has_links(&self) -> bool {
+        [&self.callbacks, &self.errbacks, &self.chain, &self.chord]
+            .iter()
+            .any(|link| !link.is_null() && link.as_array().is_none_or(|items| !items.is_empty()))
+    }
 }
 
 /// How a message could not be turned into a task, phrased for the log.
@@ -161,7 +187,7 @@ impl TaskMessage {
             },
             args,
             kwargs,
-            embed: json!({"callbacks": null, "errbacks": null, "chain": null, "chord": null}),
+            embed: Embed::default(),
         }
     }
 
@@ -252,12 +278,17 @@ impl TaskMessage {
                 )));
             }
         };
-        if !matches!(embed, Value::Object(_) | Value::Null) {
-            return Err(DecodeError::BadBody(format!(
-                "embed must be an object, got {}",
-                kind_of(&embed)
-            )));
-        }
+        let embed = match embed {
+            Value::Null => Embed::default(),
+            Value::Object(_) => serde_json::from_value(embed)
+                .map_err(|error| DecodeError::BadBody(format!("embed: {error}")))?,
+            other => {
+                return Err(DecodeError::BadBody(format!(
+                    "embed must be an object, got {}",
+                    kind_of(&other)
+                )));
+            }
+        };
         Ok(TaskMessage {
             headers,
             properties,

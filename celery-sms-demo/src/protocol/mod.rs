@@ -23,4 +23,4 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-pub use message::{DecodeError, SendOptions, TaskHeaders, TaskMessage, TaskProperties};
+pub use message::{DecodeError, Embed, SendOptions, TaskHeaders, TaskMessage, TaskProperties};

@@ -89,6 +89,11 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
         return Processed::Settled;
     }
     info!("Task {name}[{id}] received");
+    if message.embed.has_links() {
+        warn!(
+            "Task {name}[{id}] carries callbacks or a chain; this worker runs the task but not its links"
+        );
+    }
     let mut token = token;
 
     if let Some(eta) = message.eta()
@@ -178,13 +183,14 @@ async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Set
             // — never ack a task whose retry was not sent.
             let retry = message
                 .retry(Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default());
-            let sent = {
+            let sent = Box::pin(async {
                 let mut producer = context.producer.lock().await;
                 match producer.send(&retry, queue).await {
                     Ok(()) => producer.flush().await,
                     Err(error) => Err(error),
                 }
-            };
+            })
+            .await;
             if let Err(error) = sent {
                 warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
                 return Settlement::Requeue;
@@ -224,7 +230,9 @@ async fn store(context: &WorkerContext, meta: ResultMeta) -> Settlement {
     let Some(backend) = &context.backend else {
         return Settlement::Ack;
     };
-    match backend.store(&meta).await {
+    // Boxed: a Redis script call is a large future, and inlining it would
+    // make every task's future (copied on each spawn) that much larger.
+    match Box::pin(backend.store(&meta)).await {
         Ok(_) => Settlement::Ack,
         Err(error) => {
             warn!(task_id = %meta.task_id, "{error}; requeueing the task");
