@@ -57,6 +57,7 @@ impl BrokerArgs {
         let mut settings = AmqpSettings::new(&self.broker);
         settings.connect_timeout = self.connect_timeout;
         settings.connection_name = connection_name;
+        settings.url_setting = "--broker / CELERY_BROKER_URL";
         settings
     }
 }

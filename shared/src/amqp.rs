@@ -54,12 +54,14 @@ pub enum AmqpError {
     InvalidUrl { url: String, reason: String },
 
     #[error(
-        "RabbitMQ at {url} refused the login of user '{user}' (vhost '{vhost}'): ACCESS_REFUSED; check the user name and password in --amqp-url / AMQP_URL"
+        "RabbitMQ at {url} refused the login of user '{user}' (vhost '{vhost}'): ACCESS_REFUSED; check the user name and password in {setting}"
     )]
     AccessRefused {
         url: String,
         user: String,
         vhost: String,
+        /// Where the URL came from, e.g. `--amqp-url / AMQP_URL`.
+        setting: &'static str,
     },
 
     #[error(
@@ -73,12 +75,13 @@ pub enum AmqpError {
     },
 
     #[error(
-        "RabbitMQ is not reachable at {url} (gave up after {waited_secs}s: {cause}); start one with `docker compose up -d rabbitmq` or `rabbitmq-server -detached`, or point --amqp-url / AMQP_URL at a running broker"
+        "RabbitMQ is not reachable at {url} (gave up after {waited_secs}s: {cause}); start one with `docker compose up -d rabbitmq` or `rabbitmq-server -detached`, or point {setting} at a running broker"
     )]
     Unreachable {
         url: String,
         waited_secs: f64,
         cause: String,
+        setting: &'static str,
     },
 
     #[error("queue '{queue}' already exists with different properties ({detail}); {fix}")]
@@ -177,6 +180,7 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
             url: shown_url,
             waited_secs: timeout.as_secs_f64(),
             cause,
+            setting: settings.url_setting,
         });
     }
     // The port answers, so the handshake itself is quick; the timeout only
@@ -187,11 +191,12 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
             info!("Connected to {shown_url}");
             Ok(connection)
         }
-        Ok(Err(error)) => Err(classify_connect_error(error, &uri, shown_url, timeout)),
+        Ok(Err(error)) => Err(classify_connect_error(error, &uri, shown_url, settings)),
         Err(_elapsed) => Err(AmqpError::Unreachable {
             url: shown_url,
             waited_secs: timeout.as_secs_f64(),
             cause: "the port answers, but no AMQP handshake completed".to_owned(),
+            setting: settings.url_setting,
         }),
     }
 }
@@ -245,12 +250,18 @@ fn classify_connect_error(
     error: lapin::Error,
     uri: &AMQPUri,
     url: String,
-    waited: Duration,
+    settings: &AmqpSettings,
 ) -> AmqpError {
+    let setting = settings.url_setting;
     let user = uri.authority.userinfo.username.clone();
     let vhost = uri.vhost.clone();
     match amqp_error(&error).map(|e| (e.get_id(), e.get_message().to_string())) {
-        Some((403, _)) => AmqpError::AccessRefused { url, user, vhost },
+        Some((403, _)) => AmqpError::AccessRefused {
+            url,
+            user,
+            vhost,
+            setting,
+        },
         Some((530, detail)) => AmqpError::VhostNotAllowed {
             url,
             user,
@@ -259,8 +270,9 @@ fn classify_connect_error(
         },
         _ if error.is_io_error() => AmqpError::Unreachable {
             url,
-            waited_secs: waited.as_secs_f64(),
+            waited_secs: settings.connect_timeout,
             cause: error.to_string(),
+            setting,
         },
         _ => AmqpError::Broker {
             action: "connecting",

@@ -27,7 +27,14 @@ pub struct AmqpSettings {
     /// Name shown for this connection in the RabbitMQ management UI.
     #[arg(long, env = "AMQP_CONNECTION_NAME")]
     pub connection_name: Option<String>,
+
+    /// How a user sets the URL, for error messages ("point … at a running broker").
+    #[arg(skip = DEFAULT_URL_SETTING)]
+    pub url_setting: &'static str,
 }
+
+/// The flag and variable that set [`AmqpSettings::url`] in this crate's CLIs.
+pub const DEFAULT_URL_SETTING: &str = "--amqp-url / AMQP_URL";
 
 impl AmqpSettings {
     /// Settings for `url` with the defaults for everything else (tests, examples).
@@ -36,6 +43,7 @@ impl AmqpSettings {
             url: url.into(),
             connect_timeout: 30.0,
             connection_name: None,
+            url_setting: DEFAULT_URL_SETTING,
         }
     }
 

@@ -36,13 +36,9 @@ pub enum BrokerError {
     #[error("invalid Redis URL '{url}': {reason}")]
     InvalidRedisUrl { url: String, reason: String },
     #[error(
-        "Redis is not reachable at {url} ({source}); start it with `docker compose up -d redis` or `redis-server --daemonize yes`, or point --broker at a running one"
+        "Redis is not reachable at {url} ({cause}); start it with `docker compose up -d redis` or `redis-server --daemonize yes`, or point --broker / CELERY_BROKER_URL at a running one"
     )]
-    RedisUnreachable {
-        url: String,
-        #[source]
-        source: ::redis::RedisError,
-    },
+    RedisUnreachable { url: String, cause: String },
     #[error("Redis error at {url} while {action}: {source}")]
     Redis {
         url: String,
@@ -91,7 +87,9 @@ impl Producer {
         amqp_settings: shared::AmqpSettings,
     ) -> Result<Producer, BrokerError> {
         Ok(match Transport::of(url)? {
-            Transport::Redis => Producer::Redis(redis::RedisProducer::connect(url).await?),
+            Transport::Redis => Producer::Redis(
+                redis::RedisProducer::connect(url, amqp_settings.connect_timeout()).await?,
+            ),
             Transport::Amqp => {
                 Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?))
             }
@@ -177,7 +175,8 @@ pub struct ConsumerConfig {
     pub prefetch: usize,
     /// Redis only: how old an unacked entry must be for a sweep to restore it.
     pub visibility_timeout: std::time::Duration,
-    /// AMQP only: connection settings (their URL is `url`).
+    /// Connection settings: for AMQP all of them (their URL is `url`), for
+    /// Redis the connect timeout.
     pub amqp: shared::AmqpSettings,
 }
 
@@ -201,6 +200,7 @@ impl Consumer {
                         queues: config.queues.clone(),
                         prefetch: config.prefetch,
                         visibility_timeout: config.visibility_timeout,
+                        connect_timeout: config.amqp.connect_timeout(),
                     })
                     .await?;
                 Ok((Consumer::Redis(consumer), deliveries))

@@ -201,16 +201,36 @@ pub async fn connection_manager(client: &Client) -> redis::RedisResult<Connectio
     ConnectionManager::new_with_config(client.clone(), config).await
 }
 
-async fn connect(url: &str) -> Result<(Client, ConnectionManager), BrokerError> {
+/// Connects, retrying while Redis starts, for at most `timeout`.
+async fn connect(url: &str, timeout: Duration) -> Result<(Client, ConnectionManager), BrokerError> {
     let shown = Redacted(url).to_string();
     let client = Client::open(url).map_err(|error| BrokerError::InvalidRedisUrl {
         url: shown.clone(),
         reason: error.to_string(),
     })?;
-    let connection = connection_manager(&client)
-        .await
-        .map_err(|source| BrokerError::RedisUnreachable { url: shown, source })?;
-    Ok((client, connection))
+    match tokio::time::timeout(timeout, connection_manager(&client)).await {
+        Ok(Ok(connection)) => Ok((client, connection)),
+        Ok(Err(error)) => Err(BrokerError::RedisUnreachable {
+            url: shown,
+            cause: error.to_string(),
+        }),
+        Err(_elapsed) => {
+            // Ask once more, quickly, for the reason to report.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)));
+            let cause = match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Err(error) => error.to_string(),
+                Ok(_) => "it answered too late".to_owned(),
+            };
+            Err(BrokerError::RedisUnreachable {
+                url: shown,
+                cause: format!("gave up after {}s: {cause}", timeout.as_secs_f64()),
+            })
+        }
+    }
 }
 
 /// Sends task messages with LPUSH, as `delay()` does.
@@ -229,8 +249,8 @@ impl std::fmt::Debug for RedisProducer {
 }
 
 impl RedisProducer {
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        let (_client, connection) = connect(url).await?;
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, BrokerError> {
+        let (_client, connection) = connect(url, timeout).await?;
         Ok(Self {
             connection,
             url: url.to_owned(),
@@ -275,6 +295,8 @@ pub struct RedisConsumerConfig {
     /// Messages fetched but not settled, at most (concurrency × multiplier).
     pub prefetch: usize,
     pub visibility_timeout: Duration,
+    /// How long to keep trying the first connection.
+    pub connect_timeout: Duration,
 }
 
 /// The Redis side of a running worker: fetches into a channel, settles,
@@ -319,7 +341,7 @@ impl RedisConsumer {
     pub async fn start(
         config: RedisConsumerConfig,
     ) -> Result<(RedisConsumer, mpsc::Receiver<Delivery>), BrokerError> {
-        let (client, connection) = connect(&config.url).await?;
+        let (client, connection) = connect(&config.url, config.connect_timeout).await?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (deliveries_tx, deliveries_rx) = mpsc::channel(config.prefetch.max(1));
         let consumer = RedisConsumer {

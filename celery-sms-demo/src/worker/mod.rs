@@ -88,7 +88,6 @@ pub async fn run(
         Some(url) => Some(ResultBackend::connect(url).await?),
         None => None,
     };
-    let sent_records = sent_records(&config).await;
     let prefetch = (config.concurrency * config.prefetch_multiplier).max(1);
     let mut consumer_amqp = config.amqp.clone();
     consumer_amqp.connection_name = Some(format!("{} consumer", config.hostname));
@@ -104,6 +103,8 @@ pub async fn run(
     amqp.connection_name = Some(format!("{} producer", config.hostname));
     let producer = Producer::connect(&config.broker_url, amqp).await?;
     let (consumer, mut deliveries) = Consumer::start(&consumer_config).await?;
+    // After the broker: if that is down, say so, not that the records are.
+    let sent_records = sent_records(&config).await;
     info!("Connected to {}", Redacted(&config.broker_url));
 
     if config.banner {
