@@ -16,7 +16,10 @@ setup does with a task that does nothing (``noop``), next to the Rust
                     --without-gossip --without-heartbeat --pool solo
                                                     | --pool prefork -c 2
                                                     | --pool threads -c 8
-             RUST worker -l info -Q Q --broker URL -c 8
+             RUST worker -l info -Q Q --broker URL -c 128
+           (async tasks: a slot is a few hundred bytes, not a process or thread,
+           so a wide window is the Rust worker's best configuration, as
+           prefork/threads are tuned for Python's)
            and the worker's peak resident memory (VmRSS of the process and all
            its children, e.g. the prefork pool's) while it drains.
 
@@ -62,13 +65,14 @@ ROOT = os.path.dirname(HERE)
 PYDIR = os.path.join(ROOT, 'celery-sms-demo', 'python')   # holds celery_tasks/
 CELERY = os.path.join(os.path.dirname(sys.executable), 'celery')
 RATE = re.compile(r'([\d,.]+) tasks/s')
+RUST_CONCURRENCY = os.environ.get('RUST_CONCURRENCY', '128')
 
 PYTHON_POOLS = [
     ('python solo', ['--pool', 'solo']),
     ('python prefork -c 2', ['--pool', 'prefork', '-c', '2']),
     ('python threads -c 8', ['--pool', 'threads', '-c', '8']),
 ]
-RUST_WORKER = 'rust worker -c 8'
+RUST_WORKER = f'rust worker -c {RUST_CONCURRENCY}'
 
 
 def progress(message):
@@ -364,7 +368,7 @@ class Bench:
     def worker_cmd(self, label, pool_args, queue):
         if label == RUST_WORKER:
             return [self.args.rust_bin, 'worker', '-l', 'info', '-Q', queue,
-                    '--broker', self.url, '-c', '8']
+                    '--broker', self.url, '-c', RUST_CONCURRENCY]
         return [CELERY, '-A', 'celery_tasks.main', 'worker', '-l', 'info', '-Q', queue,
                 '--without-mingle', '--without-gossip', '--without-heartbeat',
                 '-n', f'{queue}@%h', *pool_args]
