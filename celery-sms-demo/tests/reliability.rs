@@ -141,25 +141,6 @@ async fn kill_minus_nine_loses_nothing(kind: Kind) {
     }
 }
 
-async fn queue_length_on(broker: &str, kind: Kind, queue: &str) -> usize {
-    match kind {
-        Kind::Amqp => queue_length(kind, queue).await,
-        Kind::Redis => {
-            let mut connection = redis(broker).await;
-            let mut total = 0;
-            for list in celery_sms_demo::protocol::redis_envelope::queue_lists(queue) {
-                let length: usize = redis::cmd("LLEN")
-                    .arg(list)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                total += length;
-            }
-            total
-        }
-    }
-}
-
 #[tokio::test]
 async fn kill_minus_nine_loses_nothing_over_redis() {
     kill_minus_nine_loses_nothing(Kind::Redis).await;

@@ -351,9 +351,14 @@ pub async fn delete_queue(kind: Kind, queue: &str) {
 
 /// Messages waiting in `queue` (all priority lists on Redis).
 pub async fn queue_length(kind: Kind, queue: &str) -> usize {
+    queue_length_on(&kind.broker(), kind, queue).await
+}
+
+/// [`queue_length`] on a given broker URL (a test's own Redis database).
+pub async fn queue_length_on(broker: &str, kind: Kind, queue: &str) -> usize {
     match kind {
         Kind::Redis => {
-            let mut connection = redis(REDIS_BROKER).await;
+            let mut connection = redis(broker).await;
             let mut total = 0;
             for list in celery_sms_demo::protocol::redis_envelope::queue_lists(queue) {
                 let length: usize = redis::cmd("LLEN")
