@@ -1,10 +1,14 @@
 //! The command line: Celery's option names, our defaults (the blog's).
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail};
 use celery_sms_demo::{
     backend::ResultBackend,
+    beat::{self, BeatConfig},
     broker::{Producer, Transport},
     protocol::{SendOptions, TaskMessage, time::parse_celery_time},
     worker::{self, ShutdownSignals, WorkerConfig},
@@ -35,6 +39,8 @@ enum Command {
     Send(SendArgs),
     /// Print a task's state and result (`AsyncResult(id)`).
     Result(ResultArgs),
+    /// Send the schedule file's tasks when they are due (`celery beat`).
+    Beat(BeatArgs),
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +100,66 @@ struct WorkerArgs {
     /// Redis URL for the "SMS already sent" records (default: the broker if Redis, else the result backend).
     #[arg(long, env = "SMS_SENT_RECORDS_URL", hide_env_values = true)]
     sent_records_url: Option<String>,
+
+    /// Also run beat in this process (`celery worker -B`), with the options below.
+    #[arg(short = 'B', long)]
+    beat: bool,
+
+    #[command(flatten)]
+    beat_options: BeatOptions,
+}
+
+#[derive(Args, Debug)]
+struct BeatArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+
+    #[command(flatten)]
+    options: BeatOptions,
+}
+
+/// Beat's own settings (for `beat`, and `worker -B`).
+#[derive(Args, Debug)]
+struct BeatOptions {
+    /// Beat: the schedule file (TOML; see beat-schedule.toml).
+    #[arg(
+        long,
+        env = "CELERY_BEAT_SCHEDULE",
+        default_value = "beat-schedule.toml"
+    )]
+    schedule: PathBuf,
+
+    /// Beat: Redis holding the leader lease and the state (default: the broker if Redis, else redis://127.0.0.1:6379/7).
+    #[arg(long, env = "CELERY_BEAT_LEASE_REDIS", hide_env_values = true)]
+    lease_redis: Option<String>,
+
+    /// Beat: seconds the leader's lease lasts unrenewed; a standby takes over within this after the leader dies.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    lease_ttl: f64,
+
+    /// Beat: keep the last-run state in this JSON file instead of the Redis hash beat:<name>:state.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+impl BeatOptions {
+    /// Reads the schedule now, so a bad file fails the command at start.
+    fn config(self, broker: &BrokerArgs, hostname: String) -> anyhow::Result<BeatConfig> {
+        let schedule = beat::schedule::load(&self.schedule)?;
+        let mut amqp = broker.amqp(Some(format!("{hostname} beat")));
+        amqp.url = broker.broker.clone();
+        Ok(BeatConfig {
+            schedule,
+            lease_redis: self
+                .lease_redis
+                .unwrap_or_else(|| BeatConfig::default_lease_redis(&broker.broker)),
+            broker_url: broker.broker.clone(),
+            amqp,
+            lease_ttl: Duration::from_secs_f64(self.lease_ttl),
+            state_file: self.state,
+            hostname,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Worker(args) => run_worker(args).await,
         Command::Send(args) => send(args).await,
+        Command::Beat(args) => run_beat(args).await,
         Command::Result(args) => result(args).await,
     }
 }
@@ -178,6 +245,10 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let concurrency = match args.concurrency {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let beat_config = match args.beat {
+        true => Some(args.beat_options.config(&args.broker, hostname.clone())?),
+        false => None,
     };
     let config = WorkerConfig {
         amqp: args.broker.amqp(None),
@@ -200,7 +271,40 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         shutdown.recv().await;
         watcher.cold.cancel();
     });
-    worker::run(config, signals).await?;
+    // -B: beat runs beside the worker and stops on the same first signal.
+    // If beat fails, the worker stops too, so the error is not lost in a log.
+    let beat = beat_config.map(|config| {
+        let warm = signals.warm.clone();
+        tokio::spawn(async move {
+            let result = beat::run(config, warm.clone()).await;
+            if result.is_err() {
+                warm.cancel();
+            }
+            result
+        })
+    });
+    let worker_result = worker::run(config, signals.clone()).await;
+    if let Some(beat) = beat {
+        signals.warm.cancel();
+        beat.await.context("the beat task panicked")??;
+    }
+    worker_result?;
+    Ok(())
+}
+
+async fn run_beat(args: BeatArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    Transport::of(&args.broker.broker)?;
+    let config = args
+        .options
+        .config(&args.broker, format!("beat@{}", host()))?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.recv().await;
+        trigger.cancel();
+    });
+    beat::run(config, stop).await?;
     Ok(())
 }
 

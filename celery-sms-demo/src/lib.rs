@@ -26,6 +26,7 @@
 //! | [`tasks`] | the registered tasks (`SMS`, `noop`), argument binding, retries |
 //! | [`sms`] | SMS gateways: `console` and 容联云 (Ronglian) |
 //! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`) |
+//! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
 //!
 //! # Python Celery name → our name
 //!
@@ -44,8 +45,10 @@
 //! | `visibility_timeout` | `--visibility-timeout` |
 //! | kombu `Message.ack/reject/requeue` | [`broker::Settlement`] |
 //! | warm / cold shutdown | [`worker::ShutdownSignals`] |
+//! | `celery beat`, `worker -B`, `beat_schedule` | `beat` subcommand, `worker -B`, [`beat::run`], `beat-schedule.toml` |
 
 pub mod backend;
+pub mod beat;
 pub mod broker;
 pub mod protocol;
 pub mod sms;

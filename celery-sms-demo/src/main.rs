@@ -1,4 +1,4 @@
-//! `cargo run -p celery-sms-demo -- <worker|send|result>` — the `celery`
+//! `cargo run -p celery-sms-demo -- <worker|send|result|beat>` — the `celery`
 //! command of the blog, for its SMS task.
 //!
 //! Run with
@@ -8,6 +8,8 @@
 //! cargo run -p celery-sms-demo -- send 13800000000 123456        # send_sms_code.delay('13800000000', '123456')
 //! cargo run -p celery-sms-demo -- send 13800000000 123456 --wait --result-backend redis://127.0.0.1:6379/8
 //! cargo run -p celery-sms-demo -- result <task id> --result-backend redis://127.0.0.1:6379/8
+//! cargo run -p celery-sms-demo -- beat --schedule celery-sms-demo/beat-schedule.toml   # celery beat
+//! cargo run -p celery-sms-demo -- worker -B --schedule celery-sms-demo/beat-schedule.toml
 //! CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p celery-sms-demo -- worker
 //! ```
 

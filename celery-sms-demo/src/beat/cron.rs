@@ -22,8 +22,8 @@
 //! if *either* does (`0 9 1 * mon` = the 1st and every Monday).
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
-    Timelike, Utc,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
+    Utc,
 };
 use chrono_tz::Tz;
 use thiserror::Error;
@@ -243,7 +243,10 @@ fn parse_field(text: &str, spec: &FieldSpec) -> Result<u64, CronError> {
         let (low, high) = if range == "*" {
             (spec.min, spec.max)
         } else if let Some((low, high)) = range.split_once('-') {
-            (value(low, spec).map_err(&bad)?, value(high, spec).map_err(&bad)?)
+            (
+                value(low, spec).map_err(&bad)?,
+                value(high, spec).map_err(&bad)?,
+            )
         } else {
             let low = value(range, spec).map_err(&bad)?;
             // "5/15" means 5, 20, 35, 50: from 5 to the end.
@@ -284,7 +287,9 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn next(expr: &str, tz: Tz, after: &str) -> String {
@@ -299,39 +304,81 @@ mod tests {
     fn daily_at_nine_shanghai() {
         // 09:00 in Shanghai (UTC+8) is 01:00 UTC.
         let tz = chrono_tz::Asia::Shanghai;
-        assert_eq!(next("0 9 * * *", tz, "2026-03-01T00:00:00Z"), "2026-03-01T01:00:00+00:00");
-        assert_eq!(next("0 9 * * *", tz, "2026-03-01T01:00:00Z"), "2026-03-02T01:00:00+00:00");
-        assert_eq!(next("0 9 * * *", tz, "2026-03-01T00:59:59.9Z"), "2026-03-01T01:00:00+00:00");
+        assert_eq!(
+            next("0 9 * * *", tz, "2026-03-01T00:00:00Z"),
+            "2026-03-01T01:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 9 * * *", tz, "2026-03-01T01:00:00Z"),
+            "2026-03-02T01:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 9 * * *", tz, "2026-03-01T00:59:59.9Z"),
+            "2026-03-01T01:00:00+00:00"
+        );
     }
 
     #[test]
     fn steps_lists_ranges_and_names() {
         let tz = Tz::UTC;
-        assert_eq!(next("*/15 * * * *", tz, "2026-01-01T10:07:00Z"), "2026-01-01T10:15:00+00:00");
-        assert_eq!(next("5/20 * * * *", tz, "2026-01-01T10:26:00Z"), "2026-01-01T10:45:00+00:00");
-        assert_eq!(next("0 8-10/2 * * *", tz, "2026-01-01T08:00:00Z"), "2026-01-01T10:00:00+00:00");
+        assert_eq!(
+            next("*/15 * * * *", tz, "2026-01-01T10:07:00Z"),
+            "2026-01-01T10:15:00+00:00"
+        );
+        assert_eq!(
+            next("5/20 * * * *", tz, "2026-01-01T10:26:00Z"),
+            "2026-01-01T10:45:00+00:00"
+        );
+        assert_eq!(
+            next("0 8-10/2 * * *", tz, "2026-01-01T08:00:00Z"),
+            "2026-01-01T10:00:00+00:00"
+        );
         // 2026-01-01 is a Thursday: next Monday is the 5th.
-        assert_eq!(next("0 9 * * mon", tz, "2026-01-01T00:00:00Z"), "2026-01-05T09:00:00+00:00");
-        assert_eq!(next("0 9 * * 7", tz, "2026-01-01T00:00:00Z"), "2026-01-04T09:00:00+00:00");
-        assert_eq!(next("0 0 1 jun *", tz, "2026-01-01T00:00:00Z"), "2026-06-01T00:00:00+00:00");
-        assert_eq!(next("@hourly", tz, "2026-01-01T00:00:00Z"), "2026-01-01T01:00:00+00:00");
+        assert_eq!(
+            next("0 9 * * mon", tz, "2026-01-01T00:00:00Z"),
+            "2026-01-05T09:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 9 * * 7", tz, "2026-01-01T00:00:00Z"),
+            "2026-01-04T09:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 1 jun *", tz, "2026-01-01T00:00:00Z"),
+            "2026-06-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("@hourly", tz, "2026-01-01T00:00:00Z"),
+            "2026-01-01T01:00:00+00:00"
+        );
     }
 
     #[test]
     fn day_of_month_or_weekday_when_both_restricted() {
         // The 15th, or any Monday: from Thu 2026-01-01 the first is Mon the 5th.
-        assert_eq!(next("0 0 15 * 1", Tz::UTC, "2026-01-01T00:00:00Z"), "2026-01-05T00:00:00+00:00");
+        assert_eq!(
+            next("0 0 15 * 1", Tz::UTC, "2026-01-01T00:00:00Z"),
+            "2026-01-05T00:00:00+00:00"
+        );
     }
 
     #[test]
     fn month_ends_skip_short_months() {
         let tz = Tz::UTC;
         // After January 31st the next 31st is March 31st.
-        assert_eq!(next("0 9 31 * *", tz, "2026-01-31T09:00:00Z"), "2026-03-31T09:00:00+00:00");
+        assert_eq!(
+            next("0 9 31 * *", tz, "2026-01-31T09:00:00Z"),
+            "2026-03-31T09:00:00+00:00"
+        );
         // And after March 31st, May 31st (April has 30 days).
-        assert_eq!(next("0 9 31 * *", tz, "2026-03-31T09:00:00Z"), "2026-05-31T09:00:00+00:00");
+        assert_eq!(
+            next("0 9 31 * *", tz, "2026-03-31T09:00:00Z"),
+            "2026-05-31T09:00:00+00:00"
+        );
         // February 29th: the next leap year.
-        assert_eq!(next("0 0 29 2 *", tz, "2026-01-01T00:00:00Z"), "2028-02-29T00:00:00+00:00");
+        assert_eq!(
+            next("0 0 29 2 *", tz, "2026-01-01T00:00:00Z"),
+            "2028-02-29T00:00:00+00:00"
+        );
     }
 
     #[test]
@@ -344,9 +391,18 @@ mod tests {
         assert_eq!(next("30 2 * * *", tz, &slot), "2026-03-09T06:30:00+00:00");
         // Every 30 minutes across the gap: 01:30 EST, then the jump (03:00 EDT),
         // then 03:30 EDT — 02:00 and 02:30 fold into the jump.
-        assert_eq!(next("*/30 * * * *", tz, "2026-03-08T06:00:00Z"), "2026-03-08T06:30:00+00:00");
-        assert_eq!(next("*/30 * * * *", tz, "2026-03-08T06:30:00Z"), "2026-03-08T07:00:00+00:00");
-        assert_eq!(next("*/30 * * * *", tz, "2026-03-08T07:00:00Z"), "2026-03-08T07:30:00+00:00");
+        assert_eq!(
+            next("*/30 * * * *", tz, "2026-03-08T06:00:00Z"),
+            "2026-03-08T06:30:00+00:00"
+        );
+        assert_eq!(
+            next("*/30 * * * *", tz, "2026-03-08T06:30:00Z"),
+            "2026-03-08T07:00:00+00:00"
+        );
+        assert_eq!(
+            next("*/30 * * * *", tz, "2026-03-08T07:00:00Z"),
+            "2026-03-08T07:30:00+00:00"
+        );
     }
 
     #[test]
@@ -358,7 +414,10 @@ mod tests {
         // Not again at 01:30 EST: tomorrow.
         assert_eq!(next("30 1 * * *", tz, &first), "2026-11-02T06:30:00+00:00");
         // Starting inside the second 01:xx hour does not re-run the first 01:30.
-        assert_eq!(next("30 1 * * *", tz, "2026-11-01T06:10:00Z"), "2026-11-02T06:30:00+00:00");
+        assert_eq!(
+            next("30 1 * * *", tz, "2026-11-01T06:10:00Z"),
+            "2026-11-02T06:30:00+00:00"
+        );
     }
 
     #[test]

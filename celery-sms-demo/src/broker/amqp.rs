@@ -370,7 +370,11 @@ impl QueueConsumer {
         closed: CancellationToken,
     ) {
         let mut fetching = true;
-        let mut tick = tokio::time::interval(STRAGGLER_WAIT);
+        // Acks go out on a short tick rather than per settlement: finished
+        // tasks pile up for a few milliseconds and leave as one `multiple`
+        // ack instead of one frame each.
+        let mut tick = tokio::time::interval(ACK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -381,7 +385,11 @@ impl QueueConsumer {
                         while let Ok(control) = controls.try_recv() {
                             self.apply(control).await;
                         }
-                        self.tracker.flush(false).await;
+                        // ...or sooner, before the broker's window runs dry.
+                        let enough = (usize::from(self.prefetch) / 2).clamp(1, ACK_BATCH);
+                        if self.tracker.finished.len() >= enough {
+                            self.tracker.flush(false).await;
+                        }
                     }
                     None => break,
                 },
@@ -479,6 +487,10 @@ impl QueueConsumer {
         }
     }
 }
+
+/// How often finished tasks are acked, and how many trigger an ack at once.
+const ACK_INTERVAL: Duration = Duration::from_millis(5);
+const ACK_BATCH: usize = 256;
 
 /// How long a finished task may wait behind an unfinished lower tag before
 /// it is acked on its own.

@@ -438,11 +438,17 @@ fn kind_of_opt(value: &Option<Value>) -> &'static str {
 }
 
 /// `gen<pid>@<host>`, what Python puts in `origin` for a plain client.
+/// Computed once: `send --count` builds tens of thousands of messages.
 fn origin() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
-    format!("gen{}@{host}", std::process::id())
+    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".to_owned());
+            format!("gen{}@{host}", std::process::id())
+        })
+        .clone()
 }
 
 /// One id per producer process, like the Celery app's `oid` in `reply_to`.
