@@ -1,4 +1,5 @@
-//! Test support for the other crates' integration tests (feature `test-support`).
+//! Test support for the other crates' integration tests (feature `test-support`,
+//! i.e. `#[cfg(test)]`-only code of other crates): panics here fail a test loudly.
 //!
 //! Every test gets its own queue name, so tests can run in parallel and twice
 //! in a row; fault injection closes only the test's own connection, found by

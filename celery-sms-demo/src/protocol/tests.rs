@@ -1,3 +1,5 @@
+//! Test-only file, compiled under `#[cfg(test)]` (see `mod.rs`).
+//!
 //! Golden tests: messages captured from a real Celery 5.7 (`delay()` of the
 //! blog's `SMS` task, `../shared/celery-protocol.md` §A.1 and §C.1) against
 //! what our decoder reads and our encoder writes, field by field.

@@ -67,7 +67,7 @@ const STATUS_OK: &str = "000000";
 const CHINA_STANDARD_TIME: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
     Some(offset) => offset,
     // Evaluated at compile time: 8 hours is always a valid offset.
-    None => panic!("UTC+8 is a valid offset"),
+    None => panic!("UTC+8 is a valid offset"), // ok-panic: const-evaluated at compile time
 };
 
 // The environment variables read by `RonglianConfig::from_lookup`.
