@@ -241,7 +241,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     Transport::of(&args.broker.broker)?;
     let hostname = args
         .hostname
-        .unwrap_or_else(|| format!("celery@{}", host()));
+        .unwrap_or_else(|| format!("celery@{}", shared::settings::hostname()));
     let concurrency = match args.concurrency {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -295,9 +295,10 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 async fn run_beat(args: BeatArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::new().context("installing signal handlers")?;
     Transport::of(&args.broker.broker)?;
-    let config = args
-        .options
-        .config(&args.broker, format!("beat@{}", host()))?;
+    let config = args.options.config(
+        &args.broker,
+        format!("beat@{}", shared::settings::hostname()),
+    )?;
     let stop = tokio_util::sync::CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
@@ -432,10 +433,4 @@ fn print_result(meta: &Value) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }

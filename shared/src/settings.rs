@@ -61,7 +61,8 @@ impl AmqpSettings {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name (`celery@<host>`, connection names, `origin`).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -442,12 +442,7 @@ fn kind_of_opt(value: &Option<Value>) -> &'static str {
 fn origin() -> String {
     static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ORIGIN
-        .get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|name| name.trim().to_owned())
-                .unwrap_or_else(|_| "localhost".to_owned());
-            format!("gen{}@{host}", std::process::id())
-        })
+        .get_or_init(|| format!("gen{}@{}", std::process::id(), shared::settings::hostname()))
         .clone()
 }
 
