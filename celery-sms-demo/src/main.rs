@@ -15,12 +15,6 @@
 
 mod cli;
 
-/// mimalloc instead of the system allocator: the worker allocates and frees
-/// a few small objects per task, and at 20,000 tasks/s glibc's malloc showed
-/// up as a tenth of the profile.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::Parser;
