@@ -12,92 +12,54 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    path::PathBuf,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use chrono::NaiveDateTime;
-use common::{Kind, REDIS_BROKER, WAIT, WORKER, redis, unique_name};
+use common::{Kind, Process, REDIS_BROKER, WAIT, WORKER, redis, unique_name};
 use lapin::options::BasicGetOptions;
 use serde_json::Value;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    time::{Instant, sleep, timeout},
+    process::Command,
+    time::{Instant, sleep},
 };
 
 /// A beat process and its log (stderr), line by line.
+/// A running `beat` process (its log collected by the harness's [`Process`]).
 struct Beat {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    process: Process,
 }
 
 impl Beat {
     fn start(kind: Kind, schedule: &Schedule, extra: &[&str]) -> Beat {
-        let mut child = Command::new(WORKER)
+        let mut command = Command::new(WORKER);
+        command
             .args(["beat", "-l", "info", "--broker", &kind.broker()])
             .args(["--lease-redis", REDIS_BROKER, "--schedule"])
             .arg(&schedule.path)
             .args(extra)
-            .env_remove("CELERY_BROKER_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot start beat");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Beat { child, log }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().iter().any(|line| line.contains(needle)) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for '{needle}'; log:\n{}",
-                self.log().join("\n")
-            );
-            sleep(Duration::from_millis(10)).await;
+            .env_remove("CELERY_BROKER_URL");
+        Beat {
+            process: Process::spawn(command),
         }
     }
 
+    fn log(&self) -> Vec<String> {
+        self.process.log()
+    }
+
+    async fn wait_for(&self, needle: &str, within: Duration) {
+        self.process.wait_for_log(needle, 1, within).await;
+    }
+
     fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.process.signal(signal);
     }
 
     /// SIGINT, then wait (bounded) for a clean exit.
     async fn stop(mut self) -> Vec<String> {
-        self.signal("-INT");
-        let status = timeout(WAIT, self.child.wait())
-            .await
-            .expect("beat did not stop")
-            .unwrap();
-        sleep(Duration::from_millis(100)).await;
-        assert!(status.success(), "beat failed: {}", self.log().join("\n"));
+        self.process.signal("-INT");
+        let code = self.process.wait().await;
+        assert_eq!(code, Some(0), "beat failed: {}", self.log().join("\n"));
         self.log()
     }
 

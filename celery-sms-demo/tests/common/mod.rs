@@ -82,7 +82,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command) -> Process {
+    /// Spawns `command`, collecting its stdout and stderr line by line.
+    pub fn spawn(mut command: Command) -> Process {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
