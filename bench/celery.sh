@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services
 python=$(scripts/python-env)
-cargo build -q --release -p celery-sms-demo
+cargo build -q --release -p celery-sms-demo -p consumer
 exec "$python" bench/celery_bench.py \
   --broker redis://127.0.0.1:6379/15 \
   --broker amqp://guest:guest@127.0.0.1:5672// \
-  --rust-bin target/release/celery-sms-demo \
+  --rust-bin target/release/celery-sms-demo --consumer-bin target/release/consumer \
   --tasks "${BENCH_TASKS:-20000}" --rounds "${BENCH_ROUNDS:-3}"

@@ -23,6 +23,16 @@ setup does with a task that does nothing (``noop``), next to the Rust
            and the worker's peak resident memory (VmRSS of the process and all
            its children, e.g. the prefork pool's) while it drains.
 
+Over RabbitMQ, two more rows measure the broker's own ceiling for these
+messages on this machine, so a worker's figure can be read against it:
+  enqueue  two ``RUST send --count N/2`` at once into one queue (their sum):
+           if two producers together go no faster than one, the producer is
+           not what limits the rate — the broker is.
+  drain    Part 1's ``consumer --auto-ack`` (``--consumer-bin``): the lightest
+           client possible — no acks, no task, no log line per message — on the
+           same N pre-loaded Celery messages. No worker can drain one queue
+           faster than this.
+
 Every step runs ``--rounds`` times; the table shows medians.
 
 How "done" is detected:
@@ -73,6 +83,9 @@ PYTHON_POOLS = [
     ('python threads -c 8', ['--pool', 'threads', '-c', '8']),
 ]
 RUST_WORKER = f'rust worker -c {RUST_CONCURRENCY}'
+CEILING_SEND = 'rust send x2 (sum)'
+CEILING_DRAIN = 'consumer --auto-ack'
+ELAPSED = re.compile(r' in ([\d.]+) s')
 
 
 def progress(message):
@@ -364,6 +377,50 @@ class Bench:
         progress(f'  enqueue {label:<24} {rate:>10,.0f} tasks/s')
         return {'rate': rate}
 
+    def measure_send_ceiling(self):
+        """Two `send` processes at once into one queue: their summed rate."""
+        queue = self.fresh_queue('ceiling')
+        half = max(self.n // 2, 1)
+        cmd = [self.args.rust_bin, 'send', '--count', str(half), '--queue', queue,
+               '--task', 'noop', '--broker', self.url]
+        try:
+            procs = [subprocess.Popen(cmd, env=self.env, cwd=PYDIR, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+            elapsed = []
+            for proc in procs:
+                out, _ = proc.communicate(timeout=self.timeout)
+                match = ELAPSED.search(out)
+                if proc.returncode != 0 or not match:
+                    sys.exit(f'error: rust send failed (exit {proc.returncode}):\n{out[-2000:]}')
+                elapsed.append(float(match.group(1)))
+            self.wait_ready(queue, 2 * half)
+            # Each reports its own time from its first publish to its last
+            # confirm; they ran side by side, so the longer one spans both.
+            rate = 2 * half / max(max(elapsed), 1e-6)
+        finally:
+            self.broker.delete(queue)
+        progress(f'  enqueue {CEILING_SEND:<24} {rate:>10,.0f} tasks/s')
+        return {'rate': rate}
+
+    def measure_drain_ceiling(self):
+        """Part 1's consumer with auto-ack on N pre-loaded Celery messages."""
+        queue = self.fresh_queue('ceiling')
+        try:
+            self.enqueue_rust(queue)
+            cmd = [self.args.consumer_bin, '--queue', queue, '--durable', '--auto-ack',
+                   '--prefetch', '1000', '--count', str(self.n), '-l', 'warning',
+                   '--amqp-url', self.url]
+            done = subprocess.run(cmd, env=self.env, capture_output=True, text=True,
+                                  timeout=self.timeout, check=False)
+            match = re.search(r'([\d.]+) msgs/s', done.stderr)
+            if done.returncode != 0 or not match:
+                sys.exit(f'error: consumer failed (exit {done.returncode}):\n{done.stderr[-2000:]}')
+            rate = float(match.group(1))
+        finally:
+            self.broker.delete(queue)
+        progress(f'  drain   {CEILING_DRAIN:<24} {rate:>10,.0f} tasks/s')
+        return {'rate': rate}
+
     # drain -----------------------------------------------------------------
     def worker_cmd(self, label, pool_args, queue):
         if label == RUST_WORKER:
@@ -436,6 +493,9 @@ class Bench:
                     steps.append((label, lambda l=label, a=pool_args: self.measure_drain(l, a)))
                 if not self.args.skip_rust:
                     steps.append((RUST_WORKER, lambda: self.measure_drain(RUST_WORKER, [])))
+                if isinstance(self.broker, AmqpBroker) and self.args.consumer_bin:
+                    steps.append((CEILING_SEND, self.measure_send_ceiling))
+                    steps.append((CEILING_DRAIN, self.measure_drain_ceiling))
                 for label, step in steps:
                     samples.setdefault(label, []).append(step())
         finally:
@@ -450,8 +510,8 @@ def print_table(url, n, rounds, medians):
     py_enqueue = medians['python noop.delay()']['rate']
     drains = [label for label, _ in PYTHON_POOLS]
     best_py = max(drains, key=lambda label: medians[label]['rate'])
-    rows = [('enqueue', 'python noop.delay()'), ('enqueue', 'rust send')]
-    rows += [('drain', label) for label in drains] + [('drain', RUST_WORKER)]
+    rows = [('enqueue', 'python noop.delay()'), ('enqueue', 'rust send'), ('enqueue', CEILING_SEND)]
+    rows += [('drain', label) for label in drains] + [('drain', RUST_WORKER), ('drain', CEILING_DRAIN)]
     for step, label in rows:
         if label not in medians:
             continue
@@ -461,6 +521,13 @@ def print_table(url, n, rounds, medians):
             versus = f'{m["rate"] / py_enqueue:.1f}x python delay()'
         elif label == RUST_WORKER:
             versus = f'{m["rate"] / medians[best_py]["rate"]:.1f}x best python ({best_py})'
+        elif label == CEILING_SEND and 'rust send' in medians:
+            ratio = m['rate'] / medians['rust send']['rate']
+            versus = f'{ratio:.2f}x one rust send' + (
+                ': the broker, not the sender, sets the pace' if ratio < 1.25 else '')
+        elif label == CEILING_DRAIN and RUST_WORKER in medians:
+            versus = (f'broker ceiling: the rust worker drains at '
+                      f'{medians[RUST_WORKER]["rate"] / m["rate"]:.0%} of it')
         elif label == best_py:
             versus = 'best python'
         else:
@@ -476,6 +543,8 @@ def main():
     p.add_argument('--rust-bin', metavar='PATH', help='the celery-sms-demo binary (send / worker)')
     p.add_argument('--tasks', type=int, default=20000, metavar='N', help='tasks per step (default 20000)')
     p.add_argument('--rounds', type=int, default=3, help='rounds; the table shows medians (default 3)')
+    p.add_argument('--consumer-bin', metavar='PATH',
+                   help="Part 1's consumer binary: adds the RabbitMQ ceiling rows")
     p.add_argument('--skip-rust', action='store_true', help='Python measurements only')
     p.add_argument('--drain-timeout', type=float, metavar='SECS',
                    help='give up on a drain after this long (default 120 + N/100)')
@@ -491,6 +560,10 @@ def main():
         p.error('--rust-bin is required (or --skip-rust for the Python half only)')
     if args.rust_bin:
         args.rust_bin = os.path.abspath(args.rust_bin)
+    if args.consumer_bin:
+        args.consumer_bin = os.path.abspath(args.consumer_bin)
+    if args.consumer_bin and args.skip_rust:
+        p.error('--consumer-bin needs the rust binary too (its send pre-loads the queue)')
     if args.tasks < 1 or args.rounds < 1:
         p.error('--tasks and --rounds must be positive')
     if not os.path.exists(CELERY):

@@ -29,6 +29,6 @@ async fn main() -> ExitCode {
     // One TLS provider for the process (ring), before anything opens a connection.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
-    logging::init(cli.log.level);
+    let _log = logging::init(cli.log.level);
     shared::cli::exit_code(cli::run(cli).await)
 }

@@ -50,7 +50,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log.level);
+    let _log = logging::init(cli.log.level);
     shared::cli::exit_code(run(cli).await)
 }
 

@@ -34,7 +34,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log.level);
+    let _log = logging::init(cli.log.level);
     // rabbitmq_http_client logs every request body at TRACE through the `log`
     // crate, and the body of add-user / set-user-tags is the password hash.
     // Cap `log` records at DEBUG so that not even RUST_LOG=trace shows it.

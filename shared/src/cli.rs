@@ -10,6 +10,7 @@ pub fn exit_code<E: Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            crate::logging::flush(); // the error comes after what was logged
             // `{:#}` prints an anyhow chain on one line, "outer: inner".
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

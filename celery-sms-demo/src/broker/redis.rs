@@ -676,6 +676,9 @@ impl RedisConsumer {
                     Err(_) => break,
                 }
             }
+            // These tasks' log lines leave before their acks: a worker
+            // killed right after an ack has still logged what it ran.
+            shared::logging::flush();
             loop {
                 let mut connection = self.inner.connection.clone();
                 let result: redis::RedisResult<()> = redis::pipe()

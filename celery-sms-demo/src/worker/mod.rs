@@ -146,6 +146,7 @@ pub async fn run(
     }
 
     // Warm shutdown: stop fetching, return what never started, finish the rest.
+    shared::logging::flush();
     eprintln!("\nworker: Warm shutdown (MainProcess)");
     consumer.stop_fetching();
     context.stop_waiting.cancel();
@@ -168,6 +169,7 @@ pub async fn run(
             consumer.close().await;
         }
         () = signals.cold.cancelled() => {
+            shared::logging::flush();
             eprintln!("worker: Cold shutdown (MainProcess)");
             in_flight.abort_all();
             consumer.abandon().await;
