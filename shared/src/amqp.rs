@@ -373,6 +373,22 @@ mod tests {
         }
     }
 
+    /// Against the real broker: the frame size we offer is the one in use
+    /// (it sizes lapin's buffers), and a `?frame_max=` in the URL wins.
+    #[tokio::test]
+    async fn offers_small_frames_unless_the_url_asks_for_others() {
+        let url = std::env::var("AMQP_URL")
+            .unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned());
+        for (query, expected) in [("", FRAME_MAX), ("?frame_max=65536", 65536)] {
+            let settings = AmqpSettings::new(format!("{url}{query}"));
+            let connection = connect_amqp(&settings, "shared frame_max test")
+                .await
+                .unwrap();
+            assert_eq!(connection.configuration().frame_max(), expected, "{query}");
+            let _ = connection.close(200, "bye".into()).await;
+        }
+    }
+
     #[test]
     fn mismatch_advice_names_the_flag_to_change() {
         let fix = mismatch_fix(&QueueSpec::new("rabbit").durable(true));
