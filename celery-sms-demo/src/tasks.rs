@@ -300,7 +300,8 @@ pub fn validate(mobile: &str, code: &str) -> Result<(), ExceptionInfo> {
             "ValueError",
             "builtins",
             format!(
-                "invalid mobile number '{mobile}': expected 11 digits starting with 13-19, e.g. 13800000000"
+                "invalid mobile number '{}': expected 11 digits starting with 13-19, e.g. 13800000000",
+                abbreviated(mobile)
             ),
         ));
     }
@@ -308,10 +309,18 @@ pub fn validate(mobile: &str, code: &str) -> Result<(), ExceptionInfo> {
         return Err(ExceptionInfo::new(
             "ValueError",
             "builtins",
-            format!("invalid SMS code '{code}': expected 4 to 8 digits, e.g. 123456"),
+            format!(
+                "invalid SMS code '{}': expected 4 to 8 digits, e.g. 123456",
+                abbreviated(code)
+            ),
         ));
     }
     Ok(())
+}
+
+/// A bad value as an error message shows it (a 200 KB "code" is cut).
+fn abbreviated(value: &str) -> String {
+    crate::protocol::pyrepr::abbreviate(value, 24)
 }
 
 #[cfg(test)]
@@ -381,6 +390,10 @@ mod tests {
         ] {
             assert!(validate(mobile, code).is_err(), "{mobile} {code}");
         }
+        let huge = "9".repeat(200_000);
+        let message = validate("13800000000", &huge).unwrap_err().exc_message[0].to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("999… (200000 characters)"), "{message}");
     }
 
     #[test]

@@ -22,6 +22,16 @@ pub fn kwargs_repr(kwargs: &Map<String, Value>) -> String {
     dict_repr(kwargs)
 }
 
+/// For messages and log lines: `text` whole if it is at most `max_chars`
+/// long, else its start and its length — a 200 KB argument must not become
+/// a 200 KB log line.
+pub fn abbreviate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… ({} characters)", &text[..end], text.chars().count()),
+    }
+}
+
 /// `repr()` of one JSON value as the Python object json.loads would give.
 pub fn repr(value: &Value) -> String {
     match value {

@@ -18,7 +18,10 @@ use tracing::{error, info, warn};
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
     broker::{Consumer, Delivery, Producer, SettleToken, Settlement},
-    protocol::{TaskMessage, pyrepr::repr},
+    protocol::{
+        TaskMessage,
+        pyrepr::{abbreviate, repr},
+    },
     tasks::{Registry, TaskOutcome},
 };
 
@@ -80,7 +83,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
     if !Registry::is_registered(&name) {
         error!(
             "Received unregistered task of type '{name}'. The message has been ignored and discarded. (id {id}, args {})",
-            repr(&serde_json::Value::Array(message.args.clone()))
+            abbreviate(&repr(&serde_json::Value::Array(message.args.clone())), 1024)
         );
         let exception =
             ExceptionInfo::new("NotRegistered", "celery.exceptions", format!("'{name}'"));
