@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use lapin::{
-    Channel, Connection, ConnectionProperties, ErrorKind, options::QueueDeclareOptions,
-    protocol::AMQPError, types::FieldTable, uri::AMQPUri,
+    Channel, ChannelState, Connection, ConnectionProperties, ErrorKind,
+    options::QueueDeclareOptions, protocol::AMQPError, types::FieldTable, uri::AMQPUri,
 };
 use thiserror::Error;
 use tracing::{debug, info};
@@ -342,9 +342,18 @@ fn mismatch_fix(queue: &QueueSpec) -> String {
 
 /// True for errors that mean "the connection or channel went away" — the kind
 /// lapin's recovery can repair — as opposed to a refusal by the broker.
+///
+/// That includes an operation on a channel lapin is still re-opening: a
+/// publish that lands between the connection loss and the recovery fails
+/// with the channel's `Reconnecting` state, and waiting for the recovery
+/// (then sending again) is the fix, not giving up.
 pub fn is_connection_error(error: &lapin::Error) -> bool {
     error.is_io_error()
-        || matches!(error.kind(), ErrorKind::MissingHeartbeatError)
+        || matches!(
+            error.kind(),
+            ErrorKind::MissingHeartbeatError
+                | ErrorKind::InvalidChannelState(ChannelState::Reconnecting, _)
+        )
         || matches!(amqp_error(error).map(AMQPError::get_id), Some(320))
 }
 
@@ -387,6 +396,20 @@ mod tests {
             assert_eq!(connection.configuration().frame_max(), expected, "{query}");
             let _ = connection.close(200, "bye".into()).await;
         }
+    }
+
+    #[test]
+    fn a_channel_being_recovered_is_a_connection_error() {
+        let reconnecting = lapin::Error::from(ErrorKind::InvalidChannelState(
+            ChannelState::Reconnecting,
+            "basic.publish",
+        ));
+        assert!(is_connection_error(&reconnecting));
+        let closed = lapin::Error::from(ErrorKind::InvalidChannelState(
+            ChannelState::Closed,
+            "basic.publish",
+        ));
+        assert!(!is_connection_error(&closed));
     }
 
     #[test]
