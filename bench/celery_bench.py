@@ -30,8 +30,8 @@ messages on this machine, so a worker's figure can be read against it:
            not what limits the rate — the broker is.
   drain    Part 1's ``consumer --auto-ack`` (``--consumer-bin``): the lightest
            client possible — no acks, no task, no log line per message — on the
-           same N pre-loaded Celery messages. No worker can drain one queue
-           faster than this.
+           same N pre-loaded Celery messages. A worker that acks and runs
+           every task cannot be expected to drain one queue faster.
 
 Every step runs ``--rounds`` times; the table shows medians.
 

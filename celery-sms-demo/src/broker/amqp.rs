@@ -530,12 +530,14 @@ impl AckTracker {
     /// Acks the contiguous run of finished tags with one `multiple` ack; with
     /// `stragglers`, also acks on their own those stuck behind a gap.
     async fn flush(&mut self, stragglers: bool) {
-        if self.next == 0 || self.finished.is_empty() {
+        if self.next == 0 {
             return;
         }
-        // These tasks' log lines leave before their acks: a worker killed
-        // right after an ack has still logged what it ran.
-        shared::logging::flush();
+        if !self.finished.is_empty() {
+            // These tasks' log lines leave before their acks: a worker killed
+            // right after an ack has still logged what it ran.
+            shared::logging::flush();
+        }
         let mut last = None;
         loop {
             if let Some((acker, _)) = self.finished.remove(&self.next) {
