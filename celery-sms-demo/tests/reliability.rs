@@ -32,6 +32,29 @@ fn success_counts(logs: &[Vec<String>]) -> HashMap<String, usize> {
     counts
 }
 
+/// Waits (at most [`WAIT`]) until `count` different tasks have succeeded
+/// across the workers' logs; otherwise fails, saying `what` went wrong.
+async fn wait_until_all_ran(workers: &[&Process], count: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let logs: Vec<Vec<String>> = workers.iter().map(|worker| worker.log()).collect();
+        let ran = success_counts(&logs).len();
+        if ran >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {ran} of {count} tasks ran; last log lines:\n{}",
+            logs.iter()
+                .flat_map(|log| log.iter().rev().take(10))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn send_many(broker: &str, queue: &str, count: usize) {
     let count = count.to_string();
     let (code, _, stderr) = run_cli(&[
@@ -111,15 +134,7 @@ async fn kill_minus_nine_loses_nothing(kind: Kind) {
         &env,
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    while success_counts(&[first.log(), second.log()]).len() < 1000 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 1000 tasks ran",
-            success_counts(&[first.log(), second.log()]).len()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_ran(&[&first, &second], 1000, "after kill -9 and a restart").await;
     second.signal("-TERM");
     assert_eq!(second.wait().await, Some(0));
     assert_eq!(queue_length_on(&broker, kind, &queue).await, 0);
@@ -164,19 +179,7 @@ async fn workers_share_a_queue_exactly_once(kind: Kind) {
     let mut python = start_python_worker(kind, &queue, &[]).await;
 
     send_many(&kind.broker(), &queue, 1000).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let counts = success_counts(&[ours_a.log(), ours_b.log(), python.log()]);
-        if counts.len() == 1000 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 1000 tasks ran",
-            counts.len()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_ran(&[&ours_a, &ours_b, &python], 1000, "three workers sharing").await;
     for worker in [&ours_a, &ours_b, &python] {
         worker.signal("-TERM");
     }
@@ -226,11 +229,7 @@ async fn warm_shutdown_finishes_in_flight_work(kind: Kind) {
     assert_eq!(queue_length(kind, &queue).await, 40 - done_first);
 
     let mut second = start_worker(kind, &queue, &["-c", "8"], &env).await;
-    let deadline = Instant::now() + WAIT;
-    while success_counts(&[first.log(), second.log()]).len() < 40 {
-        assert!(Instant::now() < deadline, "tasks lost in the warm shutdown");
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_ran(&[&first, &second], 40, "tasks lost in the warm shutdown").await;
     second.signal("-TERM");
     second.wait().await;
     let counts = success_counts(&[first.log(), second.log()]);
@@ -305,15 +304,7 @@ async fn survives_a_dropped_amqp_connection() {
             .await
             .unwrap();
     assert!(closed >= 1, "the worker's connection was not found");
-    let deadline = Instant::now() + WAIT;
-    while success_counts(&[worker.log()]).len() < 300 {
-        assert!(
-            Instant::now() < deadline,
-            "tasks lost after the reconnect: {}",
-            worker.log_text()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_ran(&[&worker], 300, "tasks lost after the reconnect").await;
     assert!(
         worker.log_text().contains("connection recovered"),
         "{}",
@@ -360,16 +351,7 @@ async fn survives_a_redis_crash_and_restart() {
     sleep(Duration::from_millis(500)).await;
     redis_server = PrivateRedis::start(port, &dir).await;
 
-    let deadline = Instant::now() + WAIT;
-    while success_counts(&[worker.log()]).len() < 300 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 300 tasks ran after Redis came back: {}",
-            success_counts(&[worker.log()]).len(),
-            worker.log_text()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_ran(&[&worker], 300, "after Redis came back").await;
     // The crash did reach the worker (not only an idle connection pool).
     assert!(
         worker.log_text().contains("; retrying"),
