@@ -386,8 +386,7 @@ mod tests {
     /// (it sizes lapin's buffers), and a `?frame_max=` in the URL wins.
     #[tokio::test]
     async fn offers_small_frames_unless_the_url_asks_for_others() {
-        let url = std::env::var("AMQP_URL")
-            .unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned());
+        let url = crate::testing::amqp_url();
         for (query, expected) in [("", FRAME_MAX), ("?frame_max=65536", 65536)] {
             let settings = AmqpSettings::new(format!("{url}{query}"));
             let connection = connect_amqp(&settings, "shared frame_max test")

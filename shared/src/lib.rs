@@ -26,7 +26,7 @@ pub mod redact;
 pub mod settings;
 pub mod shutdown;
 
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 pub use amqp::{AmqpError, QueueSpec, connect_amqp, declare_queue};

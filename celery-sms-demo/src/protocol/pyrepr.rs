@@ -5,6 +5,9 @@
 //! Python producer always sets them, so ours does too:
 //! `send_sms_code.delay('13800000000', '123456')` carries
 //! `argsrepr = "('13800000000', '123456')"` and `kwargsrepr = "{}"`.
+//!
+//! [`abbreviate`] cuts such a repr (or any bad value) down to size for a log
+//! line or an error message.
 
 use serde_json::{Map, Value};
 
