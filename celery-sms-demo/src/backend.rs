@@ -15,12 +15,16 @@
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::protocol::json::to_python_json;
+use crate::{
+    broker::redis::is_connection_error,
+    protocol::json::to_python_json,
+    redis_connection::{RedisConnectError, RedisConnection, Role},
+};
 use shared::Redacted;
 
 /// Celery's default `result_expires`: one day.
@@ -32,6 +36,8 @@ pub enum BackendError {
         "unsupported result backend '{0}': only redis:// and rediss:// are supported (e.g. redis://127.0.0.1:6379/8)"
     )]
     Unsupported(String),
+    #[error(transparent)]
+    Connect(#[from] RedisConnectError),
     #[error("cannot use the result backend at {url}: {source}")]
     Redis {
         url: String,
@@ -183,88 +189,76 @@ return 1
 "#;
 
 /// A connection to the result backend.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ResultBackend {
-    client: redis::Client,
-    connection: ConnectionManager,
-    url: String,
+    redis: RedisConnection,
     store_script: Script,
 }
 
-impl std::fmt::Debug for ResultBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultBackend")
-            .field("url", &Redacted(&self.url))
-            .finish()
-    }
-}
-
 impl ResultBackend {
-    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+    /// Connects, retrying while Redis starts, for at most `connect_timeout`.
+    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<Self, BackendError> {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(BackendError::Unsupported(Redacted(url).to_string()));
         }
-        let error = |source| BackendError::Redis {
-            url: Redacted(url).to_string(),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(error)?;
-        let connection = crate::broker::redis::connection_manager(&client)
-            .await
-            .map_err(error)?;
         Ok(Self {
-            client,
-            connection,
-            url: url.to_owned(),
+            redis: RedisConnection::open(url, Role::RESULT_BACKEND, connect_timeout).await?,
             store_script: Script::new(STORE_SCRIPT),
         })
     }
 
     /// The URL with its password hidden, for banners and logs.
     pub fn shown_url(&self) -> String {
-        Redacted(&self.url).to_string()
+        self.redis.shown_url()
     }
 
-    fn error(&self) -> impl FnOnce(redis::RedisError) -> BackendError + '_ {
-        move |source| BackendError::Redis {
-            url: self.shown_url(),
-            source,
+    /// Reports the outcome of a call to the connection's watch, and turns
+    /// a failure into our error.
+    fn checked<T>(&self, result: redis::RedisResult<T>) -> Result<T, BackendError> {
+        match result {
+            Ok(value) => {
+                self.redis.watch().ok();
+                Ok(value)
+            }
+            Err(source) => {
+                if is_connection_error(&source) {
+                    self.redis.watch().lost(&source);
+                }
+                Err(BackendError::Redis {
+                    url: self.shown_url(),
+                    source,
+                })
+            }
         }
     }
 
     /// Stores (and announces) a result. Returns false if a SUCCESS was kept.
     pub async fn store(&self, meta: &ResultMeta) -> Result<bool, BackendError> {
         let json = to_python_json(meta);
-        let mut connection = self.connection.clone();
-        let written: i64 = self
-            .store_script
-            .key(result_key(&meta.task_id))
-            .arg(json)
-            .arg(RESULT_EXPIRES.as_secs())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(self.error())?;
+        let mut connection = self.redis.manager();
+        let written: i64 = self.checked(
+            self.store_script
+                .key(result_key(&meta.task_id))
+                .arg(json)
+                .arg(RESULT_EXPIRES.as_secs())
+                .invoke_async(&mut connection)
+                .await,
+        )?;
         Ok(written == 1)
     }
 
     /// The stored result, or `None` (PENDING) if there is none.
     pub async fn get(&self, task_id: &str) -> Result<Option<Value>, BackendError> {
-        let mut connection = self.connection.clone();
-        let stored: Option<String> = connection
-            .get(result_key(task_id))
-            .await
-            .map_err(self.error())?;
+        let mut connection = self.redis.manager();
+        let stored: Option<String> = self.checked(connection.get(result_key(task_id)).await)?;
         Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// Subscribes to a task's result channel. Call before sending the task,
     /// as Celery does, so a fast worker's PUBLISH cannot be missed.
     pub async fn subscribe(&self, task_id: &str) -> Result<ResultWaiter, BackendError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(self.error())?;
-        pubsub
-            .subscribe(result_key(task_id))
-            .await
-            .map_err(self.error())?;
+        let mut pubsub = self.checked(self.redis.pubsub().await)?;
+        self.checked(pubsub.subscribe(result_key(task_id)).await)?;
         Ok(ResultWaiter {
             backend: self.clone(),
             task_id: task_id.to_owned(),

@@ -10,16 +10,37 @@ use celery_sms_demo::{
     backend::ResultBackend,
     beat::{self, BeatConfig},
     broker::{Producer, Transport},
-    protocol::{SendOptions, TaskMessage, time::parse_celery_time},
+    protocol::{
+        SendOptions, TaskMessage,
+        time::{self, parse_celery_time},
+    },
     worker::{self, ShutdownSignals, WorkerConfig},
 };
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
-use shared::{AmqpSettings, Shutdown, settings::LogSettings, settings::parse_seconds};
+use shared::{
+    AmqpSettings, Seconds, Shutdown,
+    cli::print_line,
+    seconds::{DAY, TEN_YEARS},
+    settings::{LogSettings, queue_name},
+};
 
 /// The blog's broker: `broker_url = 'redis://127.0.0.1/7'`.
 const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379/7";
+
+// The ranges of the flags given in seconds (see `shared::seconds`).
+/// `--visibility-timeout`: kombu's default is an hour; a sweep every second
+/// is the most a shared broker should take, and a month the longest wait.
+const VISIBILITY_TIMEOUT: Seconds = Seconds::between(1.0, 30.0 * DAY);
+/// `--retry-backoff`: the SMS task's backoff is capped at an hour anyway.
+const RETRY_BACKOFF: Seconds = Seconds::between(0.0, 3600.0);
+/// `--lease-ttl`: below half a second the renewals would be all beat does.
+const LEASE_TTL: Seconds = Seconds::between(0.5, 3600.0);
+/// `--countdown` and `--expires`: no further ahead than ten years.
+const AHEAD: Seconds = Seconds::between(0.0, TEN_YEARS);
+/// `send --timeout`: how long `--wait` may wait.
+const WAIT_TIMEOUT: Seconds = Seconds::between(0.0, DAY);
 
 /// The blog's Celery SMS task, as a Rust worker and producer that speak Celery's protocol.
 #[derive(Parser, Debug)]
@@ -53,9 +74,9 @@ struct BrokerArgs {
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
     result_backend: Option<String>,
 
-    /// Seconds to keep retrying the first AMQP connection while the broker starts.
-    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
-    connect_timeout: f64,
+    /// Seconds to keep retrying the first connection while the broker (or the result backend) starts.
+    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
+    connect_timeout: Duration,
 }
 
 impl BrokerArgs {
@@ -78,7 +99,7 @@ struct WorkerArgs {
     concurrency: Option<u32>,
 
     /// Queues to consume, comma-separated.
-    #[arg(short = 'Q', long, default_value = "celery", value_delimiter = ',')]
+    #[arg(short = 'Q', long, default_value = "celery", value_delimiter = ',', value_parser = queue_name)]
     queues: Vec<String>,
 
     /// Prefetch = concurrency × this.
@@ -86,16 +107,16 @@ struct WorkerArgs {
     prefetch_multiplier: u32,
 
     /// Redis: seconds before an unacked message of a dead worker is restored.
-    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
-    visibility_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = VISIBILITY_TIMEOUT)]
+    visibility_timeout: Duration,
 
     /// Node name, as in Celery's `-n` (default celery@<host>).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = not_empty)]
     hostname: Option<String>,
 
     /// First retry delay of the SMS task in seconds (doubles each retry, with jitter).
-    #[arg(long, env = "SMS_RETRY_BACKOFF", default_value_t = 2.0, value_parser = parse_seconds)]
-    retry_backoff: f64,
+    #[arg(long, env = "SMS_RETRY_BACKOFF", value_name = "SECONDS", default_value = "2", value_parser = RETRY_BACKOFF)]
+    retry_backoff: Duration,
 
     /// Redis URL for the "SMS already sent" records (default: the broker if Redis, else the result backend).
     #[arg(long, env = "SMS_SENT_RECORDS_URL", hide_env_values = true)]
@@ -134,8 +155,8 @@ struct BeatOptions {
     lease_redis: Option<String>,
 
     /// Beat: seconds the leader's lease lasts unrenewed; a standby takes over within this after the leader dies.
-    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
-    lease_ttl: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = LEASE_TTL)]
+    lease_ttl: Duration,
 
     /// Beat: keep the last-run state in this JSON file instead of the Redis hash beat:<name>:state.
     #[arg(long)]
@@ -155,7 +176,7 @@ impl BeatOptions {
                 .unwrap_or_else(|| BeatConfig::default_lease_redis(&broker.broker)),
             broker_url: broker.broker.clone(),
             amqp,
-            lease_ttl: Duration::from_secs_f64(self.lease_ttl),
+            lease_ttl: self.lease_ttl,
             state_file: self.state,
             hostname,
         })
@@ -171,16 +192,16 @@ struct SendArgs {
     broker: BrokerArgs,
 
     /// Queue to send to.
-    #[arg(long, default_value = "celery")]
+    #[arg(long, default_value = "celery", value_parser = queue_name)]
     queue: String,
 
     /// Task name (the blog's task is SMS; `noop` exists for benchmarks).
-    #[arg(long, default_value = "SMS")]
+    #[arg(long, default_value = "SMS", value_parser = not_empty)]
     task: String,
 
     /// Run no earlier than this many seconds from now.
-    #[arg(long, value_parser = parse_seconds, conflicts_with = "eta")]
-    countdown: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = AHEAD, conflicts_with = "eta")]
+    countdown: Option<Duration>,
 
     /// Run no earlier than this time (ISO-8601, e.g. 2026-11-24T15:44:10+00:00).
     #[arg(long, value_parser = parse_time)]
@@ -199,8 +220,8 @@ struct SendArgs {
     wait: bool,
 
     /// Seconds to wait with --wait.
-    #[arg(long, default_value_t = 60.0, value_parser = parse_seconds)]
-    timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = WAIT_TIMEOUT)]
+    timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -210,6 +231,10 @@ struct ResultArgs {
     /// Result backend URL (redis://…).
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
     result_backend: Option<String>,
+
+    /// Seconds to keep retrying the first connection while the result backend starts.
+    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
+    connect_timeout: Duration,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
@@ -218,13 +243,21 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn parse_expires(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(seconds) = text.parse::<f64>()
-        && seconds.is_finite()
-    {
-        return Ok(Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64));
+    if text.trim().parse::<f64>().is_ok() {
+        let seconds = AHEAD.parse(text)?;
+        return time::after(Utc::now(), seconds).ok_or_else(|| "too far ahead".to_owned());
     }
-    parse_time(text)
-        .map_err(|_| format!("'{text}' is neither seconds from now nor an ISO-8601 time"))
+    parse_time(text).map_err(|_| {
+        format!("'{text}' is neither seconds from now (0 to {TEN_YEARS}) nor an ISO-8601 time")
+    })
+}
+
+fn not_empty(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -257,10 +290,10 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         concurrency,
         queues: args.queues,
         prefetch_multiplier: args.prefetch_multiplier as usize,
-        visibility_timeout: Duration::from_secs_f64(args.visibility_timeout),
+        visibility_timeout: args.visibility_timeout,
         hostname,
         sent_records_url: args.sent_records_url,
-        retry_backoff: Duration::from_secs_f64(args.retry_backoff),
+        retry_backoff: args.retry_backoff,
         banner: true,
     };
     let signals = ShutdownSignals::default();
@@ -322,10 +355,12 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         );
     }
     Transport::of(&args.broker.broker)?;
+    // `--countdown` is at most ten years (its parser checks), so this fits.
+    let countdown = args
+        .countdown
+        .and_then(|countdown| time::after(Utc::now(), countdown));
     let options = SendOptions {
-        eta: args.eta.or(args
-            .countdown
-            .map(|seconds| Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64))),
+        eta: args.eta.or(countdown),
         expires: args.expires,
         ..SendOptions::default()
     };
@@ -345,11 +380,11 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         producer.flush().await?;
         let seconds = started.elapsed().as_secs_f64();
-        println!(
+        print_line(format_args!(
             "sent {count} tasks to '{}' in {seconds:.2} s: {:.0} tasks/s",
             args.queue,
             count as f64 / seconds.max(1e-9)
-        );
+        ))?;
         producer.close().await;
         return Ok(());
     }
@@ -358,15 +393,20 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     let id = message.headers.id.clone();
     // Subscribe before sending, as Celery does, so a fast result is not missed.
     let waiter = match (&args.broker.result_backend, args.wait) {
-        (Some(url), true) => Some(ResultBackend::connect(url).await?.subscribe(&id).await?),
+        (Some(url), true) => Some(
+            ResultBackend::connect(url, args.broker.connect_timeout)
+                .await?
+                .subscribe(&id)
+                .await?,
+        ),
         _ => None,
     };
     producer.send(&message, &args.queue).await?;
     producer.flush().await?;
     producer.close().await;
-    println!("{id}");
+    print_line(&id)?;
     if let Some(waiter) = waiter {
-        let meta = waiter.wait(Duration::from_secs_f64(args.timeout)).await?;
+        let meta = waiter.wait(args.timeout).await?;
         print_result(&meta)?;
     }
     Ok(())
@@ -384,11 +424,11 @@ async fn result(args: ResultArgs) -> anyhow::Result<()> {
             "no result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         );
     };
-    let backend = ResultBackend::connect(&url).await?;
+    let backend = ResultBackend::connect(&url, args.connect_timeout).await?;
     match backend.get(&args.task_id).await? {
         Some(meta) => print_result(&meta),
         None => {
-            println!("PENDING None");
+            print_line("PENDING None")?;
             Ok(())
         }
     }
@@ -419,17 +459,17 @@ fn print_result(meta: &Value) -> anyhow::Result<()> {
                     other => celery_sms_demo::protocol::pyrepr::repr(other),
                 })
                 .unwrap_or_default();
-            println!("{state} {exc_type}({message})");
+            print_line(format_args!("{state} {exc_type}({message})"))?;
             if state != "RETRY" {
                 bail!("task {state}: {exc_type}({message})");
             }
             Ok(())
         }
         _ => {
-            println!(
+            print_line(format_args!(
                 "{state} {}",
                 celery_sms_demo::protocol::pyrepr::repr(&result)
-            );
+            ))?;
             Ok(())
         }
     }

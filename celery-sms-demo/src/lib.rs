@@ -26,6 +26,7 @@
 //! | [`tasks`] | the registered tasks (`SMS`, `noop`), argument binding, retries |
 //! | [`sms`] | SMS gateways: `console` and 容联云 (Ronglian) |
 //! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`) |
+//! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
 //! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
 //!
 //! # Python Celery name → our name
@@ -51,6 +52,7 @@ pub mod backend;
 pub mod beat;
 pub mod broker;
 pub mod protocol;
+pub mod redis_connection;
 pub mod sms;
 pub mod tasks;
 pub mod worker;

@@ -28,13 +28,15 @@
 use std::time::Duration;
 
 use rand::Rng;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use crate::{
     backend::ExceptionInfo,
+    broker::redis::is_connection_error,
     protocol::TaskMessage,
+    redis_connection::RedisConnection,
     sms::{Gateway, GatewayError},
 };
 
@@ -65,7 +67,7 @@ pub enum TaskOutcome {
 #[derive(Debug, Clone)]
 pub struct Registry {
     gateway: Gateway,
-    sent_records: Option<ConnectionManager>,
+    sent_records: Option<RedisConnection>,
     retry_backoff: Duration,
 }
 
@@ -78,7 +80,7 @@ impl Registry {
     /// delay; each later one doubles it.
     pub fn new(
         gateway: Gateway,
-        sent_records: Option<ConnectionManager>,
+        sent_records: Option<RedisConnection>,
         retry_backoff: Duration,
     ) -> Self {
         Self {
@@ -173,28 +175,47 @@ impl Registry {
     }
 
     async fn already_sent(&self, task_id: &str) -> bool {
-        let Some(mut records) = self.sent_records.clone() else {
+        let Some(records) = &self.sent_records else {
             return false;
         };
-        match records.exists::<_, bool>(sent_key(task_id)).await {
-            Ok(sent) => sent,
+        let read = records.manager().exists::<_, bool>(sent_key(task_id)).await;
+        match read {
+            Ok(sent) => {
+                records.watch().ok();
+                sent
+            }
             Err(error) => {
                 // Without the record we cannot know; sending twice beats never.
-                warn!(%error, "cannot read the sent-SMS record; sending anyway");
+                // An outage is logged once, by the watch; a refusal each time.
+                if is_connection_error(&error) {
+                    records.watch().lost(&error);
+                } else {
+                    warn!(%error, "cannot read the sent-SMS record; sending anyway");
+                }
                 false
             }
         }
     }
 
     async fn record_sent(&self, task_id: &str) {
-        let Some(mut records) = self.sent_records.clone() else {
+        let Some(records) = &self.sent_records else {
             return;
         };
         let written: redis::RedisResult<()> = records
+            .manager()
             .set_ex(sent_key(task_id), 1, SENT_RECORD_TTL.as_secs())
             .await;
-        if let Err(error) = written {
-            warn!(%error, "cannot record the sent SMS; a redelivery would send it again");
+        match written {
+            Ok(()) => {
+                records.watch().ok();
+            }
+            Err(error) => {
+                if is_connection_error(&error) {
+                    records.watch().lost(&error);
+                } else {
+                    warn!(%error, "cannot record the sent SMS; a redelivery would send it again");
+                }
+            }
         }
     }
 }
@@ -394,6 +415,38 @@ mod tests {
         let message = validate("13800000000", &huge).unwrap_err().exc_message[0].to_string();
         assert!(message.len() < 200, "{message}");
         assert!(message.contains("999… (200000 characters)"), "{message}");
+    }
+
+    #[test]
+    fn only_retryable_gateway_errors_are_retried() {
+        let registry = Registry::new(
+            Gateway::Console(Default::default()),
+            None,
+            Duration::from_secs(1),
+        );
+        let busy = GatewayError::Rejected {
+            status_code: "160038".into(),
+            status_msg: "too frequent".into(),
+        };
+        assert!(matches!(
+            registry.gateway_failure(&busy, 0),
+            TaskOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            registry.gateway_failure(&busy, MAX_RETRIES),
+            TaskOutcome::Failure(_)
+        ));
+        let no_such_template = GatewayError::Rejected {
+            status_code: "112311".into(),
+            status_msg: "模板不存在".into(),
+        };
+        match registry.gateway_failure(&no_such_template, 0) {
+            TaskOutcome::Failure(exception) => {
+                assert_eq!(exception.exc_type, "GatewayError");
+                assert!(exception.display().contains("112311"), "{exception:?}");
+            }
+            other => panic!("a missing template must not be retried: {other:?}"),
+        }
     }
 
     #[test]

@@ -55,6 +55,17 @@ async fn wait_until_all_ran(workers: &[&Process], count: usize, what: &str) {
     }
 }
 
+/// The worker logged the loss of `what` once, as a warning, and its
+/// recovery once, with how long it took (`shared::watch`).
+async fn assert_outage_logged(worker: &Process, what: &str) {
+    let lost = format!("WARNING/MainProcess] Connection to {what}");
+    worker.wait_for_log(&lost, 1, WAIT).await;
+    worker.wait_for_log("re-established after", 1, WAIT).await;
+    let log = worker.log();
+    let warnings = log.iter().filter(|line| line.contains(&lost)).count();
+    assert_eq!(warnings, 1, "one warning per outage:\n{}", log.join("\n"));
+}
+
 async fn send_many(broker: &str, queue: &str, count: usize) {
     let count = count.to_string();
     let (code, _, stderr) = run_cli(&[
@@ -305,8 +316,10 @@ async fn survives_a_dropped_amqp_connection() {
             .unwrap();
     assert!(closed >= 1, "the worker's connection was not found");
     wait_until_all_ran(&[&worker], 300, "tasks lost after the reconnect").await;
+    // An operator sees the outage: one warning, one recovery line.
+    assert_outage_logged(&worker, "RabbitMQ at amqp://guest:**@").await;
     assert!(
-        worker.log_text().contains("connection recovered"),
+        worker.log_text().contains("again after the reconnect"),
         "{}",
         worker.log_text()
     );
@@ -352,12 +365,9 @@ async fn survives_a_redis_crash_and_restart() {
     redis_server = PrivateRedis::start(port, &dir).await;
 
     wait_until_all_ran(&[&worker], 300, "after Redis came back").await;
-    // The crash did reach the worker (not only an idle connection pool).
-    assert!(
-        worker.log_text().contains("; retrying"),
-        "{}",
-        worker.log_text()
-    );
+    // The crash did reach the worker, and an operator sees it: one
+    // warning, one recovery line.
+    assert_outage_logged(&worker, "the broker at redis://127.0.0.1").await;
     worker.signal("-TERM");
     assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
     assert_eq!(queue_length_on(&broker, Kind::Redis, &queue).await, 0);

@@ -43,7 +43,7 @@ use lapin::{
 };
 use shared::{AmqpError, AmqpSettings, QueueSpec, connect_amqp};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 pub use body::printable_body;
 
@@ -233,7 +233,8 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
     }
 
     async fn recover(&mut self, error: lapin::Error) -> Result<(), AmqpError> {
-        warn!(%error, "connection to RabbitMQ lost; waiting for it to recover");
+        // The loss itself is logged once, by the connection's watch.
+        debug!(%error, "the consumer stream failed; waiting for lapin to recover");
         self.channel
             .wait_for_recovery(error)
             .await
@@ -261,9 +262,9 @@ impl<W: AsyncWrite + Unpin> Session<'_, W> {
 async fn ack_through(acker: &Acker, batch: usize) {
     match acker.ack(BasicAckOptions { multiple: true }).await {
         Ok(true) => {}
-        Ok(false) | Err(_) => warn!(
-            batch,
-            "could not ack printed messages (connection lost); RabbitMQ will deliver them again"
+        // The loss itself was logged (as a warning) by the connection's watch.
+        Ok(false) | Err(_) => info!(
+            "{batch} printed message(s) could not be acked before the connection was lost; RabbitMQ will deliver them again"
         ),
     }
 }

@@ -9,7 +9,7 @@
 //! cargo run --release -p consumer -- --count 1000000 --queue bench --durable > /dev/null
 //! ```
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,7 +21,7 @@ use shared::{AmqpSettings, QueueSpec, Shutdown, logging, settings::LogSettings};
 #[command(version, about)]
 struct Cli {
     /// Queue to declare and consume from.
-    #[arg(long, env = "QUEUE", default_value = "rabbit")]
+    #[arg(long, env = "QUEUE", default_value = "rabbit", value_parser = shared::settings::queue_name)]
     queue: String,
 
     /// Declare the queue durable (it must match how the producer declared it).
@@ -74,7 +74,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await?;
     if cli.count.is_some() {
-        eprintln!(
+        // The summary goes to stderr: stdout holds exactly the messages.
+        let _ = writeln!(
+            std::io::stderr(),
             "received {} messages from '{}' in {:.2} s: {:.0} msgs/s",
             report.received,
             cli.queue,

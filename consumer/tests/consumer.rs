@@ -297,3 +297,63 @@ async fn sigterm_leaves_exactly_the_unprinted_messages_in_the_queue() {
     );
     delete_queue(&queue.name).await;
 }
+
+/// An operator closes the consumer's connection: lapin recovers by itself,
+/// and the log says so, once — a warning when the connection is lost and
+/// an info line, with how long it took, when it is back.
+#[tokio::test]
+async fn a_lost_connection_is_logged_once_and_its_recovery_too() {
+    let queue = QueueSpec::new(unique_name("outage-log"));
+    publish_numbered(&queue, "before", 10).await;
+    let connection_name = unique_name("consumer-outage");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .args([
+            "--queue",
+            &queue.name,
+            "--connection-name",
+            &connection_name,
+        ])
+        .env("AMQP_URL", amqp_url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..10 {
+        timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    }
+    let name = connection_name.clone();
+    let closed = tokio::task::spawn_blocking(move || close_connections_named(&name))
+        .await
+        .unwrap();
+    assert_eq!(closed, 1, "the consumer's connection was not found");
+    // Consuming resumes after the recovery: a message sent now is printed.
+    publish_numbered(&queue, "after", 1).await;
+    let mut printed = Vec::new();
+    while !printed.contains(&"after #1".to_owned()) {
+        match timeout(WAIT, lines.next_line()).await.unwrap().unwrap() {
+            Some(line) => printed.push(line),
+            None => panic!("the consumer ended: {printed:?}"),
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let output = timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARNING") && line.contains("Connection to RabbitMQ at"))
+        .collect();
+    assert_eq!(lost.len(), 1, "one warning per outage:\n{log}");
+    assert!(lost[0].contains("amqp://guest:**@"), "{}", lost[0]);
+    assert!(log.contains("re-established after"), "{log}");
+    delete_queue(&queue.name).await;
+}

@@ -14,14 +14,19 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use producer::{Messages, PROGRESS_THRESHOLD, ProducerConfig, PublishReport};
-use shared::{AmqpSettings, QueueSpec, Shutdown, logging, settings::LogSettings};
+use shared::{
+    AmqpSettings, QueueSpec, Shutdown,
+    cli::{StdoutError, print_line},
+    logging,
+    settings::LogSettings,
+};
 
 /// Publish messages to a RabbitMQ queue, each one confirmed by the broker.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     /// Queue to declare and publish to (through the default exchange).
-    #[arg(long, env = "QUEUE", default_value = "rabbit")]
+    #[arg(long, env = "QUEUE", default_value = "rabbit", value_parser = shared::settings::queue_name)]
     queue: String,
 
     /// Message body; `-` publishes each line of standard input.
@@ -77,8 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     match single {
         // The blog's line, word for word ("started publishing message … to queue …").
-        Some(text) => println!("开始向 '{}' 队列中发布消息 '{text}'", cli.queue),
-        None => print_summary(&cli.queue, &report, cli.count),
+        Some(text) => print_line(format_args!(
+            "开始向 '{}' 队列中发布消息 '{text}'",
+            cli.queue
+        ))?,
+        None => print_summary(&cli.queue, &report, cli.count)?,
     }
     if report.interrupted {
         anyhow::bail!("interrupted after {} confirmed messages", report.published);
@@ -86,17 +94,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_summary(queue: &str, report: &PublishReport, count: Option<u64>) {
+fn print_summary(
+    queue: &str,
+    report: &PublishReport,
+    count: Option<u64>,
+) -> Result<(), StdoutError> {
     let PublishReport {
         published, elapsed, ..
     } = report;
     if count.is_some_and(|count| count >= PROGRESS_THRESHOLD) {
-        println!(
+        print_line(format_args!(
             "published {published} messages to '{queue}' in {:.2} s: {:.0} msgs/s (all confirmed)",
             elapsed.as_secs_f64(),
             report.rate()
-        );
+        ))
     } else {
-        println!("published {published} messages to '{queue}' (all confirmed)");
+        print_line(format_args!(
+            "published {published} messages to '{queue}' (all confirmed)"
+        ))
     }
 }

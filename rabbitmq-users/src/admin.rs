@@ -81,7 +81,7 @@ impl Admin {
     pub fn new(settings: &ApiSettings) -> Result<Self, UsersError> {
         let endpoint = api_endpoint(&settings.api_url)?;
         let url = Redacted(&endpoint).to_string();
-        let timeout = settings.api_timeout();
+        let timeout = settings.api_timeout;
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))

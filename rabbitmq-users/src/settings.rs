@@ -10,12 +10,16 @@
 use std::time::Duration;
 
 use clap::Args;
-use shared::settings::parse_seconds;
+use shared::Seconds;
 
 use crate::password::Password;
 
 /// The management plugin's default listener.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:15672";
+
+/// `--api-timeout`: a request that may not take any time cannot succeed,
+/// and an hour is longer than any management call needs.
+const API_TIMEOUT: Seconds = Seconds::between(0.001, 3600.0);
 
 /// How to reach and log in to the management HTTP API.
 #[derive(Args, Clone, Debug)]
@@ -28,18 +32,20 @@ pub struct ApiSettings {
     #[arg(long, env = "RABBITMQ_ADMIN_USER", default_value = "guest")]
     pub admin_user: String,
 
-    /// Password of --admin-user.
+    /// Password of --admin-user (by default, RabbitMQ's built-in guest password).
+    // The default is not printed by clap: `--help` shows no password.
     #[arg(
         long,
         env = "RABBITMQ_ADMIN_PASSWORD",
         default_value = "guest",
+        hide_default_value = true,
         hide_env_values = true
     )]
     pub admin_password: Password,
 
     /// Seconds to wait for each answer from the management API.
-    #[arg(long, env = "RABBITMQ_API_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
-    pub api_timeout: f64,
+    #[arg(long, env = "RABBITMQ_API_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = API_TIMEOUT)]
+    pub api_timeout: Duration,
 }
 
 impl ApiSettings {
@@ -49,12 +55,7 @@ impl ApiSettings {
             api_url: api_url.into(),
             admin_user: "guest".to_owned(),
             admin_password: Password::from("guest"),
-            api_timeout: 30.0,
+            api_timeout: Duration::from_secs(30),
         }
-    }
-
-    pub fn api_timeout(&self) -> Duration {
-        // `from_secs_f64` panics past ~584 billion years; "forever" is close enough.
-        Duration::try_from_secs_f64(self.api_timeout).unwrap_or(Duration::MAX)
     }
 }

@@ -35,7 +35,7 @@ async fn run(admin: &Admin, command: Command) -> Result<String, UsersError> {
 
 fn amqp_settings(user: &str, password: &str) -> AmqpSettings {
     let mut settings = AmqpSettings::new(amqp_url_as(user, password));
-    settings.connect_timeout = 10.0;
+    settings.connect_timeout = std::time::Duration::from_secs(10);
     settings
 }
 
@@ -322,7 +322,7 @@ async fn every_wait_is_bounded_even_against_a_server_that_never_answers() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut settings = common::api_settings();
     settings.api_url = format!("http://{}", silent.local_addr().unwrap());
-    settings.api_timeout = 1.0;
+    settings.api_timeout = std::time::Duration::from_secs(1);
     let admin = Admin::new(&settings).unwrap();
     let started = std::time::Instant::now();
     let error = timeout(LIMIT, admin.list_users())

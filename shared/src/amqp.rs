@@ -27,14 +27,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use futures_lite::StreamExt;
 use lapin::{
-    Channel, ChannelState, Connection, ConnectionProperties, ErrorKind,
+    Channel, ChannelState, Connection, ConnectionProperties, ErrorKind, Event,
     options::QueueDeclareOptions, protocol::AMQPError, types::FieldTable, uri::AMQPUri,
 };
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::{redact::Redacted, settings::AmqpSettings};
+use crate::{redact::Redacted, settings::AmqpSettings, watch::ConnectionWatch};
 
 /// How lapin paces reconnection attempts after the connection is lost.
 /// About 50 s of attempts in all: enough to ride out a broker restart, short
@@ -42,6 +43,8 @@ use crate::{redact::Redacted, settings::AmqpSettings};
 const RECOVERY_MIN_DELAY: Duration = Duration::from_millis(200);
 const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(3);
 const RECOVERY_ATTEMPTS: usize = 20;
+/// The longest first connect we wait for, whatever the settings say.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Extra time for the AMQP handshake once the port answers.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(10);
 
@@ -182,7 +185,9 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
         });
 
     debug!(url = %shown_url, connection = %name, "connecting to RabbitMQ");
-    let timeout = settings.connect_timeout();
+    // Capped, so that a library caller's `Duration::MAX` cannot overflow the
+    // clock (the CLI's own range already stops at a day).
+    let timeout = settings.connect_timeout.min(MAX_CONNECT_TIMEOUT);
     let deadline = Instant::now() + timeout;
     if let Err(cause) = wait_for_port(&uri, deadline).await {
         return Err(AmqpError::Unreachable {
@@ -198,6 +203,10 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
     match tokio::time::timeout(handshake, Connection::connect_uri(uri.clone(), properties)).await {
         Ok(Ok(connection)) => {
             info!("Connected to {shown_url}");
+            log_losses_and_recoveries(
+                &connection,
+                ConnectionWatch::new(format!("RabbitMQ at {shown_url}")),
+            );
             Ok(connection)
         }
         Ok(Err(error)) => Err(classify_connect_error(error, &uri, shown_url, settings)),
@@ -208,6 +217,58 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
             setting: settings.url_setting,
         }),
     }
+}
+
+/// How often the connection's state is looked at for a loss.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// A `Connected` event this soon after connecting is the first connect's
+/// own (it may reach us just after `connect` returned), not a recovery.
+const FIRST_CONNECT_EVENT: Duration = Duration::from_secs(1);
+
+/// Reports the connection's losses and lapin's recoveries to `watch`.
+///
+/// lapin reconnects by itself, and from the outside a recovered connection
+/// looks like one that never broke: without this, a broker restart would
+/// pass without a line in the log. A loss that lapin recovers from raises no
+/// event, only the recovery does (`Connected`), so the connection's state is
+/// also looked at every [`WATCH_EVERY`] (a lock and a compare, no I/O); a
+/// recovery quicker than that is reported, loss and recovery together, when
+/// its event arrives. Channel-level refusals (a declare that does not match,
+/// say) are the caller's errors to report, not outages.
+fn log_losses_and_recoveries(connection: &Connection, watch: ConnectionWatch) {
+    let mut events = connection.events_listener();
+    let status = connection.status().clone();
+    let listening_since = Instant::now();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Event::Error(error)) if !error.is_amqp_soft_error() => watch.lost(&error),
+                    Some(Event::Connected) => {
+                        if !watch.is_down() {
+                            if listening_since.elapsed() < FIRST_CONNECT_EVENT {
+                                continue;
+                            }
+                            watch.lost(&"the connection dropped; lapin reconnected");
+                        }
+                        watch.ok();
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    if status.reconnecting() && !watch.is_down() {
+                        watch.lost(&"the connection dropped; lapin is reconnecting");
+                    } else if status.closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Retries a plain TCP connect until the broker's port answers or `deadline`.
@@ -252,6 +313,17 @@ pub fn parse_amqp_url(url: &str) -> Result<AMQPUri, AmqpError> {
     if uri.authority.host.is_empty() {
         return Err(invalid("the host is missing".into()));
     }
+    // AMQP 0-9-1 frames are at least 4096 bytes (0 means "no limit"); a
+    // smaller frame_max only fails later, as a FRAME-ERROR from the broker.
+    if uri
+        .query
+        .frame_max
+        .is_some_and(|size| size != 0 && size < 4096)
+    {
+        return Err(invalid(
+            "frame_max must be 0 (no limit) or at least 4096".into(),
+        ));
+    }
     Ok(uri)
 }
 
@@ -279,7 +351,7 @@ fn classify_connect_error(
         },
         _ if error.is_io_error() => AmqpError::Unreachable {
             url,
-            waited_secs: settings.connect_timeout,
+            waited_secs: settings.connect_timeout.as_secs_f64(),
             cause: error.to_string(),
             setting,
         },
@@ -375,6 +447,8 @@ mod tests {
             "http://guest:secret@127.0.0.1/",
             "amqp://guest:secret@127.0.0.1:notaport/%2f",
             "127.0.0.1:5672",
+            "amqp://guest:secret@127.0.0.1:5672/%2f?frame_max=1",
+            "amqp://guest:secret@127.0.0.1:5672/%2f?heartbeat=999999999",
         ] {
             let message = parse_amqp_url(url).unwrap_err().to_string();
             assert!(message.starts_with("invalid AMQP URL"), "{message}");

@@ -3,17 +3,89 @@
 //! Returning `anyhow::Result` from `main` prints a multi-line `Debug` dump.
 //! A user who typed a wrong password wants one line saying so, not that.
 
-use std::{fmt::Display, process::ExitCode};
+use std::{
+    fmt::Display,
+    io::{self, Write},
+    process::ExitCode,
+};
+
+use thiserror::Error;
 
 /// Prints `error: <cause: cause: …>` for a failure and picks the exit code.
-pub fn exit_code<E: Display>(result: Result<(), E>) -> ExitCode {
+pub fn exit_code<E: AsRef<dyn std::error::Error>>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             crate::logging::flush(); // the error comes after what was logged
-            // `{:#}` prints an anyhow chain on one line, "outer: inner".
-            eprintln!("error: {error:#}");
+            // If stderr itself is closed there is nowhere left to say it.
+            let _ = writeln!(io::stderr(), "error: {}", one_line(error.as_ref()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, "outer: inner", each said once.
+///
+/// Many errors already quote their cause in their own message (lapin's do,
+/// and ours do so that `Display` alone is complete); printing the chain as
+/// it stands would then say the same cause two or three times over.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    line
+}
+
+/// Standard output went away (`producer | head -0`, a closed terminal).
+#[derive(Debug, Error)]
+#[error("cannot write to standard output: {0}")]
+pub struct StdoutError(#[from] io::Error);
+
+/// `println!`, except that a closed standard output is an error to report,
+/// not a panic: `println!` panics when the write fails.
+pub fn print_line(line: impl Display) -> Result<(), StdoutError> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("RabbitMQ error while connecting: {source}")]
+    struct Outer {
+        source: Inner,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("FRAME-ERROR")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("sending tasks")]
+    struct Context {
+        source: Inner,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        assert_eq!(
+            one_line(&Outer { source: Inner }),
+            "RabbitMQ error while connecting: FRAME-ERROR"
+        );
+        assert_eq!(
+            one_line(&Context { source: Inner }),
+            "sending tasks: FRAME-ERROR"
+        );
     }
 }

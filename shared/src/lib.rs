@@ -14,8 +14,10 @@
 //! | [`amqp`]      | connecting to RabbitMQ and declaring queues, with clear errors |
 //! | [`publisher`] | publisher confirms with a window; republish after recovery     |
 //! | [`redact`]    | `amqp://guest:**@host` — URLs that are safe to print           |
+//! | [`seconds`]   | `--timeout 30`: seconds parsed once into a checked `Duration`   |
 //! | [`logging`]   | `-l info` logging to stderr, in Celery's log format            |
 //! | [`shutdown`]  | Ctrl-C / SIGTERM as a future (warm, then cold shutdown)        |
+//! | [`watch`]     | one warning when a connection is lost, one line when it is back |
 //! | [`cli`]       | one-line errors and exit codes for the binaries                |
 
 pub mod amqp;
@@ -23,8 +25,10 @@ pub mod cli;
 pub mod logging;
 pub mod publisher;
 pub mod redact;
+pub mod seconds;
 pub mod settings;
 pub mod shutdown;
+pub mod watch;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -32,5 +36,7 @@ pub mod testing;
 pub use amqp::{AmqpError, QueueSpec, connect_amqp, declare_queue};
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use redact::Redacted;
+pub use seconds::Seconds;
 pub use settings::{AmqpSettings, LogLevel};
 pub use shutdown::Shutdown;
+pub use watch::ConnectionWatch;

@@ -21,7 +21,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
     options::{BasicPublishOptions, ConfirmSelectOptions},
 };
-use tracing::warn;
+use tracing::{debug, info};
 
 use crate::amqp::{AmqpError, is_connection_error};
 
@@ -160,9 +160,9 @@ impl ConfirmedPublisher {
                 let unconfirmed: Vec<Outgoing> = std::iter::once(message)
                     .chain(self.in_flight.drain(..).map(|in_flight| in_flight.message))
                     .collect();
-                warn!(
-                    count = unconfirmed.len(),
-                    "connection recovered; publishing unconfirmed messages again"
+                info!(
+                    "Publishing {} unconfirmed message(s) again after the reconnect",
+                    unconfirmed.len()
                 );
                 for message in unconfirmed {
                     self.send(message).await?;
@@ -179,7 +179,8 @@ impl ConfirmedPublisher {
                 source: error,
             });
         }
-        warn!(%error, "connection to RabbitMQ lost; waiting for it to recover");
+        // The loss itself is logged once, by the connection's watch.
+        debug!(%error, "publishing failed; waiting for lapin to recover the connection");
         self.channel
             .wait_for_recovery(error)
             .await

@@ -1,46 +1,106 @@
 //! Broker URLs that are safe to print.
 //!
 //! Every URL in this project can carry a password (`amqp://guest:guest@…`,
-//! `redis://:secret@…`). Anything that reaches a log line, an error message or
-//! a banner goes through [`Redacted`], which shows `amqp://guest:**@host` the
-//! way Celery's banner does.
+//! `redis://:secret@…`, `redis://user:secret@…`, `…?password=secret`).
+//! Anything that reaches a log line, an error message, a banner or `--help`
+//! goes through [`Redacted`], which shows `amqp://guest:**@host` the way
+//! Celery's banner does.
 
 use std::fmt;
 
-/// A URL wrapper whose `Display` hides the password.
+/// Query parameters that carry a password (redis-py's and kombu's names).
+const SECRET_PARAMETERS: [&str; 2] = ["password", "pass"];
+
+/// A URL (or a `;`-separated list of them, as Celery's `broker_url` allows)
+/// whose `Display` hides every password.
 ///
 /// It works on the raw text rather than a parsed URL on purpose: a URL we
 /// could not parse is exactly the one an error message needs to show, and it
-/// must be masked too.
+/// must be masked too. So where the text is ambiguous it masks too much
+/// rather than too little: a password with an unescaped `/`, `?` or `#` in it
+/// is hidden all the same.
 #[derive(Clone, Copy, Debug)]
 pub struct Redacted<'a>(pub &'a str);
 
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = self.0;
-        let Some(scheme_end) = url.find("://") else {
-            return f.write_str(url);
-        };
-        let authority_start = scheme_end + 3;
-        let rest = &url[authority_start..];
-        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
-        // The last '@' ends the user info: a password may itself contain '@'.
-        let Some(at) = authority.rfind('@') else {
-            return f.write_str(url);
-        };
-        let userinfo = &authority[..at];
-        let Some(colon) = userinfo.find(':') else {
-            return f.write_str(url);
-        };
-        write!(
-            f,
-            "{}{}:**{}",
-            &url[..authority_start],
-            &userinfo[..colon],
-            &url[authority_start + at..]
-        )
+        let mut rest = self.0;
+        loop {
+            match next_url_start(rest) {
+                Some(end) => {
+                    write_one(f, &rest[..end])?;
+                    f.write_str(";")?;
+                    rest = &rest[end + 1..];
+                }
+                None => return write_one(f, rest),
+            }
+        }
     }
+}
+
+/// The `;` that starts the next URL of a list (`amqp://h1//;amqp://h2//`):
+/// one followed by a scheme, so that a `;` inside a password is not taken
+/// for a separator.
+fn next_url_start(text: &str) -> Option<usize> {
+    text.match_indices(';').map(|(at, _)| at).find(|&at| {
+        let next = &text[at + 1..];
+        next.find("://").is_some_and(|colon| {
+            colon > 0
+                && next[..colon]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        })
+    })
+}
+
+/// Writes one URL with its user-info password and password parameters masked.
+fn write_one(f: &mut fmt::Formatter<'_>, url: &str) -> fmt::Result {
+    let Some(scheme_end) = url.find("://") else {
+        return f.write_str(url);
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    // The user info ends at the last '@' of the authority (a password may
+    // itself contain '@'). If the authority has none but a later '@' has a
+    // ':' before it, the password holds an unescaped '/', '?' or '#': the
+    // user info runs to that later '@'.
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_len]
+        .rfind('@')
+        .or_else(|| rest.rfind('@').filter(|&at| rest[..at].contains(':')));
+    let (shown, tail) = match at {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => {
+                write!(f, "{}{}:**", &url[..authority_start], &rest[..colon])?;
+                ("", &rest[at..])
+            }
+            None => (&url[..authority_start], rest),
+        },
+        None => (&url[..authority_start], rest),
+    };
+    f.write_str(shown)?;
+    write_masking_parameters(f, tail)
+}
+
+/// Writes `text`, masking the value of every `password=` / `pass=` query
+/// parameter.
+fn write_masking_parameters(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let Some(query) = text.find('?') else {
+        return f.write_str(text);
+    };
+    f.write_str(&text[..=query])?;
+    for (index, parameter) in text[query + 1..].split('&').enumerate() {
+        if index > 0 {
+            f.write_str("&")?;
+        }
+        match parameter.split_once('=') {
+            Some((name, _)) if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) => {
+                write!(f, "{name}=**")?
+            }
+            _ => f.write_str(parameter)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -53,18 +113,66 @@ mod tests {
 
     #[test]
     fn hides_the_password_and_keeps_the_rest() {
+        for (url, shown) in [
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "amqp://guest:**@127.0.0.1:5672/%2f",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:6379/7",
+                "redis://:**@127.0.0.1:6379/7",
+            ),
+            (
+                "redis://user:s3cret@127.0.0.1:6379/7",
+                "redis://user:**@127.0.0.1:6379/7",
+            ),
+            (
+                "rediss://default:s3cret@cache.example:6380/0?ssl_cert_reqs=none",
+                "rediss://default:**@cache.example:6380/0?ssl_cert_reqs=none",
+            ),
+            (
+                "amqps://u:p@ss@host?heartbeat=10",
+                "amqps://u:**@host?heartbeat=10",
+            ),
+        ] {
+            assert_eq!(show(url), shown);
+        }
+    }
+
+    #[test]
+    fn hides_passwords_in_query_parameters() {
         assert_eq!(
-            show("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:**@127.0.0.1:5672/%2f"
+            show("redis+unix:///tmp/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///tmp/redis.sock?db=1&pass=**"
         );
         assert_eq!(
-            show("redis://:s3cret@127.0.0.1:6379/7"),
-            "redis://:**@127.0.0.1:6379/7"
+            show("redis://127.0.0.1:6379/7?password=s3cret&x=1"),
+            "redis://127.0.0.1:6379/7?password=**&x=1"
+        );
+    }
+
+    #[test]
+    fn hides_every_password_of_a_list() {
+        assert_eq!(
+            show("amqp://a:one@h1:5672//;amqp://b:two@h2:5672//"),
+            "amqp://a:**@h1:5672//;amqp://b:**@h2:5672//"
         );
         assert_eq!(
-            show("amqps://u:p@ss@host?heartbeat=10"),
-            "amqps://u:**@host?heartbeat=10"
+            show("sentinel://:pw@h1:26379;sentinel://:pw@h2:26380/7"),
+            "sentinel://:**@h1:26379;sentinel://:**@h2:26380/7"
         );
+    }
+
+    #[test]
+    fn masks_passwords_with_unescaped_separators() {
+        // A generated password with '/', ';' or '#' in it, pasted as it is.
+        for (url, shown) in [
+            ("amqp://app:Ab/cD+e@host//", "amqp://app:**@host//"),
+            ("amqp://app:Ab;cD@host//", "amqp://app:**@host//"),
+            ("redis://:Ab#cD?x@host:6379/0", "redis://:**@host:6379/0"),
+        ] {
+            assert_eq!(show(url), shown);
+        }
     }
 
     #[test]
@@ -74,6 +182,7 @@ mod tests {
             "amqp://guest@host/%2f",
             "amqp://host/with@in-path",
             "not a url",
+            "amqp://h1//;amqp://h2//",
         ] {
             assert_eq!(show(url), url);
         }

@@ -10,19 +10,24 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::seconds::Seconds;
+
 /// The blog's broker: localhost, port 5672, vhost `/`, user guest/guest.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Where RabbitMQ is and how patiently to wait for it.
 #[derive(Args, Clone, Debug)]
 pub struct AmqpSettings {
-    /// RabbitMQ URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (amqps:// for TLS).
-    #[arg(long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true)]
+    /// RabbitMQ URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (amqps:// for TLS)
+    /// [default: amqp://guest:**@127.0.0.1:5672/%2f]
+    // The default is written out by hand, with its password hidden: clap
+    // would print it whole. (`--help` output is tested for passwords.)
+    #[arg(long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
     pub url: String,
 
     /// Seconds to keep retrying the first connection while the broker starts.
-    #[arg(long, env = "AMQP_CONNECT_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
-    pub connect_timeout: f64,
+    #[arg(long, env = "AMQP_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
+    pub connect_timeout: Duration,
 
     /// Name shown for this connection in the RabbitMQ management UI.
     #[arg(long, env = "AMQP_CONNECTION_NAME")]
@@ -33,6 +38,9 @@ pub struct AmqpSettings {
     pub url_setting: &'static str,
 }
 
+/// `--connect-timeout`'s default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The flag and variable that set [`AmqpSettings::url`] in this crate's CLIs.
 pub const DEFAULT_URL_SETTING: &str = "--amqp-url / AMQP_URL";
 
@@ -41,14 +49,10 @@ impl AmqpSettings {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            connect_timeout: 30.0,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             connection_name: None,
             url_setting: DEFAULT_URL_SETTING,
         }
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.connect_timeout)
     }
 
     /// The connection name, or `<program>@<host> pid <pid>` so that an
@@ -71,12 +75,15 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Parses a non-negative number of seconds (`0.5`, `30`).
-pub fn parse_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
-        _ => Err(format!(
-            "'{text}' is not a number of seconds (e.g. 30 or 0.5)"
+/// A queue name as a value parser: not empty (RabbitMQ would make up a
+/// name for "") and at most 255 bytes (AMQP's limit for names; lapin would
+/// fail on a longer one only when sending it).
+pub fn queue_name(text: &str) -> Result<String, String> {
+    match text.len() {
+        0 => Err("a queue name must not be empty".to_owned()),
+        1..=255 => Ok(text.to_owned()),
+        n => Err(format!(
+            "a queue name is at most 255 bytes, this one is {n}"
         )),
     }
 }

@@ -13,6 +13,9 @@ use std::{
 
 use lapin::{Connection, ConnectionProperties, options::QueueDeleteOptions};
 
+mod sweep;
+pub use sweep::{Sweep, hostile_values};
+
 /// The broker the tests use: `AMQP_URL`, or the blog's default.
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned())
@@ -173,5 +176,53 @@ pub fn run_cli(binary: &str, args: &[&str], timeout: Duration) -> CliOutput {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Asserts that `binary command… --help` shows no password: not the
+/// defaults' (`amqp://guest:guest@…`), and not one set in the environment.
+pub fn assert_help_hides_passwords(binary: &str, command: &[&str]) {
+    let secret = "s3cret-in-env";
+    let url = format!("amqp://guest:{secret}@127.0.0.1:5672/%2f");
+    let mut run = Command::new(binary);
+    run.args(command).arg("--help");
+    for name in [
+        "AMQP_URL",
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+        "SMS_SENT_RECORDS_URL",
+        "CELERY_BEAT_LEASE_REDIS",
+        "RABBITMQ_ADMIN_PASSWORD",
+        "RABBITMQ_NEW_USER_PASSWORD",
+    ] {
+        run.env(name, &url);
+    }
+    let output = run
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {binary}: {error}"));
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Usage:"), "no help: {help}");
+    for leaked in [secret, "guest:guest"] {
+        assert!(
+            !help.contains(leaked),
+            "'{leaked}' in the help of {binary} {command:?}:\n{help}"
+        );
+    }
+    // No default shows a password: a URL's is masked, a password flag's hidden.
+    let mut option = "";
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') && line.len() - trimmed.len() <= 6 {
+            option = trimmed;
+        }
+        let Some(start) = line.find("[default: ") else {
+            continue;
+        };
+        let default = line[start + 10..].split(']').next().unwrap_or_default();
+        assert!(
+            crate::redact::Redacted(default).to_string() == default
+                && !option.to_ascii_lowercase().contains("password"),
+            "a password shown as the default of {option} in the help of {binary} {command:?}: {line}"
+        );
     }
 }

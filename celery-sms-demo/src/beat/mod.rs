@@ -54,6 +54,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::redis_connection::{RedisConnectError, RedisConnection, Role};
 use crate::{
     broker::{BrokerError, Producer, Transport},
     protocol::{SendOptions, TaskMessage},
@@ -62,7 +63,7 @@ use lease::{Action, Change, Lease};
 use redis_lease::RedisLease;
 pub use schedule::{CatchUp, Entry, Schedule, ScheduleError, Timing};
 use scheduler::{Note, Plan};
-use shared::{AmqpSettings, Redacted};
+use shared::{AmqpSettings, ConnectionWatch, Redacted};
 use state::{StateError, StateStore};
 
 /// The header that marks a message as sent by beat.
@@ -121,6 +122,8 @@ pub enum BeatError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    LeaseRedis(#[from] RedisConnectError),
     #[error("--lease-ttl must be at least 0.5 seconds, got {0}")]
     LeaseTtl(f64),
 }
@@ -131,12 +134,20 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         return Err(BeatError::LeaseTtl(config.lease_ttl.as_secs_f64()));
     }
     let schedule = &config.schedule;
-    let redis = redis_lease::connect(&config.lease_redis, config.amqp.connect_timeout()).await?;
+    let redis = RedisConnection::open(
+        &config.lease_redis,
+        Role::BEAT_LEASE,
+        config.amqp.connect_timeout,
+    )
+    .await?;
     let mut producer = Some(Producer::connect(&config.broker_url, config.amqp.clone()).await?);
+    // Sending keeps failing while the broker is away: said once, not per tick.
+    let broker_watch =
+        ConnectionWatch::new(format!("beat's broker at {}", Redacted(&config.broker_url)));
     let mut store = match &config.state_file {
         Some(path) => StateStore::File { path: path.clone() },
         None => StateStore::Redis {
-            connection: redis.clone(),
+            connection: redis.manager(),
             key: config.state_key(),
         },
     };
@@ -146,7 +157,7 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut redis_lease = RedisLease::new(redis, config.lease_key(), holder);
+    let mut redis_lease = RedisLease::new(redis.clone(), config.lease_key(), holder);
     let ttl_ms = u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
 
     info!("beat: Starting...");
@@ -202,10 +213,24 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         let mut wake = Instant::from_std(lease.wake_at());
         if lease.may_send(Instant::now().into_std()) {
             match tick(&config, &mut store, &mut producer, &lease).await {
-                Ok(Some(next)) => wake = wake.min(next),
-                Ok(None) => {}
+                Ok(next) => {
+                    broker_watch.ok();
+                    if let Some(next) = next {
+                        wake = wake.min(next);
+                    }
+                }
                 Err(error) => {
-                    error!("beat: {error}; retrying in {}s", ERROR_BACKOFF.as_secs());
+                    // An outage is said once, by its watch; anything else
+                    // (a refusal, a bad state file) every time.
+                    match &error {
+                        BeatError::Broker(broker) if broker.is_connection_error() => {
+                            broker_watch.lost(&error)
+                        }
+                        BeatError::State(state) if state.is_connection_error() => {
+                            redis.watch().lost(&error)
+                        }
+                        _ => error!("beat: {error}; retrying in {}s", ERROR_BACKOFF.as_secs()),
+                    }
                     wake = wake.min(Instant::now() + ERROR_BACKOFF);
                 }
             }
@@ -305,11 +330,10 @@ async fn send(
 /// plus beat's header.
 pub fn beat_message(entry: &Entry) -> TaskMessage {
     let options = SendOptions {
-        expires: entry.expires.and_then(|expires| {
-            chrono::Duration::from_std(expires)
-                .ok()
-                .map(|expires| Utc::now() + expires)
-        }),
+        // The schedule file keeps `expires` within ten years, so this fits.
+        expires: entry
+            .expires
+            .and_then(|expires| crate::protocol::time::after(Utc::now(), expires)),
         ..SendOptions::default()
     };
     let mut message = TaskMessage::new(

@@ -4,9 +4,10 @@
 //! releasing can check "is it still mine?" atomically in a Lua script: a
 //! beat whose lease expired must never extend or delete its successor's.
 
-use redis::{Script, aio::ConnectionManager};
+use redis::Script;
 
 use super::lease::{Acquired, Renewed};
+use crate::{broker::redis::is_connection_error, redis_connection::RedisConnection};
 
 /// PEXPIRE only if the key still holds our value.
 const RENEW_SCRIPT: &str = r#"
@@ -26,7 +27,7 @@ return 0
 
 /// One beat's handle on the lease key.
 pub struct RedisLease {
-    connection: ConnectionManager,
+    redis: RedisConnection,
     key: String,
     /// Who we are: host, pid and a random part, so two beats on one host
     /// (or a restarted one with a recycled pid) never look alike.
@@ -45,9 +46,9 @@ impl std::fmt::Debug for RedisLease {
 }
 
 impl RedisLease {
-    pub fn new(connection: ConnectionManager, key: String, holder: String) -> RedisLease {
+    pub fn new(redis: RedisConnection, key: String, holder: String) -> RedisLease {
         RedisLease {
-            connection,
+            redis,
             key,
             holder,
             renew: Script::new(RENEW_SCRIPT),
@@ -65,20 +66,22 @@ impl RedisLease {
 
     /// `SET key holder NX PX ttl`; if taken, `PTTL` to know when to retry.
     pub async fn acquire(&mut self, ttl_ms: u64) -> Acquired {
+        let mut connection = self.redis.manager();
         let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(&self.key)
             .arg(&self.holder)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms)
-            .query_async(&mut self.connection)
+            .query_async(&mut connection)
             .await;
+        self.observe(&set);
         match set {
             Ok(Some(_)) => Acquired::Won,
             Ok(None) => {
                 let pttl: redis::RedisResult<i64> = redis::cmd("PTTL")
                     .arg(&self.key)
-                    .query_async(&mut self.connection)
+                    .query_async(&mut connection)
                     .await;
                 Acquired::Held {
                     // -2: gone meanwhile (retry now); -1: no expiry (someone
@@ -90,10 +93,7 @@ impl RedisLease {
                     },
                 }
             }
-            Err(error) => {
-                tracing::warn!(key = %self.key, "beat: cannot reach Redis for the lease: {error}");
-                Acquired::Failed
-            }
+            Err(_) => Acquired::Failed,
         }
     }
 
@@ -103,15 +103,13 @@ impl RedisLease {
             .key(&self.key)
             .arg(&self.holder)
             .arg(ttl_ms)
-            .invoke_async(&mut self.connection)
+            .invoke_async(&mut self.redis.manager())
             .await;
+        self.observe(&renewed);
         match renewed {
             Ok(1) => Renewed::Yes,
             Ok(_) => Renewed::Lost,
-            Err(error) => {
-                tracing::warn!(key = %self.key, "beat: cannot renew the lease: {error}");
-                Renewed::Failed
-            }
+            Err(_) => Renewed::Failed,
         }
     }
 
@@ -121,32 +119,22 @@ impl RedisLease {
             .release
             .key(&self.key)
             .arg(&self.holder)
-            .invoke_async(&mut self.connection)
+            .invoke_async(&mut self.redis.manager())
             .await;
         matches!(released, Ok(1))
     }
-}
 
-/// Connects to the lease Redis, retrying while it starts, for at most `timeout`.
-pub async fn connect(
-    url: &str,
-    timeout: std::time::Duration,
-) -> Result<ConnectionManager, crate::broker::BrokerError> {
-    use crate::broker::BrokerError;
-    let shown = shared::Redacted(url).to_string();
-    let client = redis::Client::open(url).map_err(|error| BrokerError::InvalidRedisUrl {
-        url: shown.clone(),
-        reason: error.to_string(),
-    })?;
-    match tokio::time::timeout(timeout, crate::broker::redis::connection_manager(&client)).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(BrokerError::RedisUnreachable {
-            url: shown,
-            cause: error.to_string(),
-        }),
-        Err(_elapsed) => Err(BrokerError::RedisUnreachable {
-            url: shown,
-            cause: format!("no answer within {}s", timeout.as_secs_f64()),
-        }),
+    /// Reports a call's outcome: a lost connection once to the watch, a
+    /// refusal by Redis each time (it would not cure itself).
+    fn observe<T>(&self, result: &redis::RedisResult<T>) {
+        match result {
+            Ok(_) => {
+                self.redis.watch().ok();
+            }
+            Err(error) if is_connection_error(error) => self.redis.watch().lost(error),
+            Err(error) => {
+                tracing::warn!(key = %self.key, "beat: Redis refused a lease command: {error}")
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::cron::Cron;
+use shared::{Seconds, seconds::TEN_YEARS};
 
 /// What to do with slots that passed while no beat was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -146,6 +147,10 @@ struct EntryDef {
     expires: Option<Spanned<f64>>,
 }
 
+/// The longest `every` and `expires`: ten years ahead (see
+/// `shared::seconds::TEN_YEARS`), far inside what the clock arithmetic holds.
+const MAX_AHEAD_SECS: u64 = TEN_YEARS as u64;
+
 /// Celery's default queue.
 const DEFAULT_QUEUE: &str = "celery";
 const DEFAULT_CATCH_UP_LIMIT: usize = 100;
@@ -232,10 +237,10 @@ pub fn parse(text: &str, path: &str, default_name: &str) -> Result<Schedule, Sch
                         .to_owned(),
                 ));
             }
-            (Some(every), None) if *every.get_ref() == 0 => {
+            (Some(every), None) if !(1..=MAX_AHEAD_SECS).contains(every.get_ref()) => {
                 return Err(in_entry(
                     every.span(),
-                    "`every` must be at least 1 second".to_owned(),
+                    format!("`every` must be from 1 to {MAX_AHEAD_SECS} seconds (ten years)"),
                 ));
             }
             (Some(every), None) => {
@@ -252,13 +257,19 @@ pub fn parse(text: &str, path: &str, default_name: &str) -> Result<Schedule, Sch
             },
         };
         let expires = match &def.expires {
-            Some(seconds) if !(seconds.get_ref().is_finite() && *seconds.get_ref() > 0.0) => {
-                return Err(in_entry(
-                    seconds.span(),
-                    "`expires` must be a positive number of seconds".to_owned(),
-                ));
-            }
-            Some(seconds) => Some(Duration::from_secs_f64(*seconds.get_ref())),
+            Some(seconds) => match Seconds::between(f64::MIN_POSITIVE, MAX_AHEAD_SECS as f64)
+                .check(*seconds.get_ref())
+            {
+                Ok(expires) => Some(expires),
+                Err(_) => {
+                    return Err(in_entry(
+                        seconds.span(),
+                        format!(
+                            "`expires` must be more than 0 and at most {MAX_AHEAD_SECS} seconds (ten years)"
+                        ),
+                    ));
+                }
+            },
             None => None,
         };
         let queue = match &def.queue {
@@ -418,6 +429,26 @@ every = 30
 
         let both = "[entries.a]\ntask = \"x\"\nevery = 1\ncron = \"* * * * *\"\n";
         assert!(error(both).starts_with("beat.toml:4: entry 'a': has both"));
+
+        for huge in [
+            "expires = 1e300",
+            "expires = 315360001",
+            "expires = -1",
+            "expires = nan",
+        ] {
+            let text = format!("[entries.a]\ntask = \"x\"\nevery = 1\n{huge}\n");
+            assert!(
+                error(&text).starts_with("beat.toml:4: entry 'a': `expires` must be"),
+                "{huge}: {}",
+                error(&text)
+            );
+        }
+        let huge_every = "[entries.a]\ntask = \"x\"\nevery = 999999999999\n";
+        assert!(
+            error(huge_every).contains("`every` must be from 1 to"),
+            "{}",
+            error(huge_every)
+        );
 
         let bad_mode = "catch_up = \"sometimes\"\n[entries.a]\ntask = \"x\"\nevery = 1\n";
         let message = error(bad_mode);

@@ -49,6 +49,13 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// True if Redis was away (as opposed to refusing or a bad file).
+    pub fn is_connection_error(&self) -> bool {
+        matches!(self, StateError::Redis { source, .. } if crate::broker::redis::is_connection_error(source))
+    }
+}
+
 /// The state's home.
 pub enum StateStore {
     Redis {

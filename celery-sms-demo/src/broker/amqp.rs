@@ -287,6 +287,7 @@ impl AmqpConsumer {
                 held: 0,
                 generation: 0,
                 last_tag: 0,
+                unsettled: 0,
                 tracker: AckTracker::default(),
             };
             handles.push(tokio::spawn(worker.run(
@@ -358,6 +359,9 @@ struct QueueConsumer {
     generation: u64,
     /// The highest delivery tag seen on the current channel.
     last_tag: u64,
+    /// Deliveries of the current channel not yet settled (a reconnect
+    /// hands these back to RabbitMQ, which delivers them again).
+    unsettled: u64,
     tracker: AckTracker,
 }
 
@@ -436,9 +440,11 @@ impl QueueConsumer {
                         if deliveries.send(forwarded).await.is_err() {
                             fetching = false;
                         }
+                        self.unsettled += 1;
                     }
                     Some(Err(error)) => {
-                        warn!(%error, queue = %self.queue, "connection to RabbitMQ lost; waiting for it to recover");
+                        // The loss itself is logged once, by the connection's watch.
+                        debug!(%error, queue = %self.queue, "the consumer stream failed; waiting for lapin to recover");
                         if let Err(error) = self.channel.wait_for_recovery(error).await {
                             warn!(%error, "RabbitMQ did not come back; this queue stops consuming");
                             fetching = false;
@@ -459,7 +465,11 @@ impl QueueConsumer {
         self.tracker = AckTracker::default();
         self.held = 0;
         self.last_tag = 0;
-        info!(queue = %self.queue, "connection recovered; consuming again (unacked tasks from before will be redelivered)");
+        info!(
+            "Consuming '{}' again after the reconnect: {} task(s) not acked before it will be delivered again",
+            self.queue, self.unsettled
+        );
+        self.unsettled = 0;
     }
 
     async fn apply(&mut self, control: Control) {
@@ -467,6 +477,7 @@ impl QueueConsumer {
             Control::Settle(token, settlement)
                 if token.generation == self.generation && !token.acker.poisoned() =>
             {
+                self.unsettled = self.unsettled.saturating_sub(1);
                 self.tracker
                     .settle(token.tag, token.acker, settlement)
                     .await;

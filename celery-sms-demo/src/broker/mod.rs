@@ -23,7 +23,10 @@ pub mod redis;
 
 use thiserror::Error;
 
-use crate::protocol::{TaskMessage, redis_envelope::Received};
+use crate::{
+    protocol::{TaskMessage, redis_envelope::Received},
+    redis_connection::RedisConnectError,
+};
 use shared::{AmqpError, Redacted};
 
 /// Anything that can go wrong talking to a broker, phrased for the user.
@@ -33,12 +36,8 @@ pub enum BrokerError {
         "unsupported broker URL '{0}': use redis://HOST:PORT/DB (the blog's redis://127.0.0.1/7) or amqp://USER:PASSWORD@HOST:5672/VHOST"
     )]
     UnknownScheme(String),
-    #[error("invalid Redis URL '{url}': {reason}")]
-    InvalidRedisUrl { url: String, reason: String },
-    #[error(
-        "Redis is not reachable at {url} ({cause}); start it with `docker compose up -d redis` or `redis-server --daemonize yes`, or point --broker / CELERY_BROKER_URL at a running one"
-    )]
-    RedisUnreachable { url: String, cause: String },
+    #[error(transparent)]
+    RedisConnect(#[from] RedisConnectError),
     #[error("Redis error at {url} while {action}: {source}")]
     Redis {
         url: String,
@@ -48,6 +47,22 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+}
+
+impl BrokerError {
+    /// True if the broker was away, as opposed to refusing what we asked:
+    /// the kind of failure that ends by itself once it is back.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            BrokerError::RedisConnect(RedisConnectError::Unreachable { .. }) => true,
+            BrokerError::Redis { source, .. } => redis::is_connection_error(source),
+            BrokerError::Amqp(AmqpError::Unreachable { .. }) => true,
+            BrokerError::Amqp(AmqpError::Broker { source, .. }) => {
+                shared::amqp::is_connection_error(source)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Which transport a URL names.
@@ -88,7 +103,7 @@ impl Producer {
     ) -> Result<Producer, BrokerError> {
         Ok(match Transport::of(url)? {
             Transport::Redis => Producer::Redis(
-                redis::RedisProducer::connect(url, amqp_settings.connect_timeout()).await?,
+                redis::RedisProducer::connect(url, amqp_settings.connect_timeout).await?,
             ),
             Transport::Amqp => {
                 Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?))
@@ -200,7 +215,7 @@ impl Consumer {
                         queues: config.queues.clone(),
                         prefetch: config.prefetch,
                         visibility_timeout: config.visibility_timeout,
-                        connect_timeout: config.amqp.connect_timeout(),
+                        connect_timeout: config.amqp.connect_timeout,
                     })
                     .await?;
                 Ok((Consumer::Redis(consumer), deliveries))
@@ -222,13 +237,7 @@ impl Consumer {
     /// Settles a delivery (see [`Settlement`]).
     pub async fn settle(&self, token: SettleToken, settlement: Settlement) {
         match (self, token) {
-            (Consumer::Redis(redis), SettleToken::Redis(token)) => match settlement {
-                Settlement::Requeue => {
-                    let tags = [redis::RedisConsumer::tag(&token).to_owned()];
-                    Box::pin(redis.restore_tags(&tags)).await;
-                }
-                _ => redis.settle(token, settlement),
-            },
+            (Consumer::Redis(redis), SettleToken::Redis(token)) => redis.settle(token, settlement),
             (Consumer::Amqp(amqp), SettleToken::Amqp(token)) => amqp.settle(token, settlement),
             _ => {} // a token from the other transport cannot happen
         }

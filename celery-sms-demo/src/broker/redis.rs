@@ -36,17 +36,16 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    AsyncCommands, Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{BrokerError, Delivery, SettleToken, Settlement};
-use crate::protocol::{TaskMessage, redis_envelope};
-use shared::Redacted;
+use crate::{
+    protocol::{TaskMessage, redis_envelope},
+    redis_connection::{RedisConnection, Role},
+};
 
 /// kombu's key names: shared with every Python worker on the same broker db.
 pub const UNACKED: &str = "unacked";
@@ -191,73 +190,29 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// A shared connection that reconnects by itself after Redis restarts.
-pub async fn connection_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(30)))
-        .set_number_of_retries(8)
-        .set_max_delay(Duration::from_secs(5));
-    ConnectionManager::new_with_config(client.clone(), config).await
-}
-
-/// Connects, retrying while Redis starts, for at most `timeout`.
-async fn connect(url: &str, timeout: Duration) -> Result<(Client, ConnectionManager), BrokerError> {
-    let shown = Redacted(url).to_string();
-    let client = Client::open(url).map_err(|error| BrokerError::InvalidRedisUrl {
-        url: shown.clone(),
-        reason: error.to_string(),
-    })?;
-    match tokio::time::timeout(timeout, connection_manager(&client)).await {
-        Ok(Ok(connection)) => Ok((client, connection)),
-        Ok(Err(error)) => Err(BrokerError::RedisUnreachable {
-            url: shown,
-            cause: error.to_string(),
-        }),
-        Err(_elapsed) => {
-            // Ask once more, quickly, for the reason to report.
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)));
-            let cause = match client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Err(error) => error.to_string(),
-                Ok(_) => "it answered too late".to_owned(),
-            };
-            Err(BrokerError::RedisUnreachable {
-                url: shown,
-                cause: format!("gave up after {}s: {cause}", timeout.as_secs_f64()),
-            })
-        }
-    }
-}
-
 /// Sends task messages with LPUSH, as `delay()` does.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisProducer {
-    connection: ConnectionManager,
-    url: String,
-}
-
-impl std::fmt::Debug for RedisProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisProducer")
-            .field("url", &Redacted(&self.url))
-            .finish()
-    }
+    redis: RedisConnection,
+    /// How long a send keeps retrying while Redis is away.
+    retry_for: Duration,
 }
 
 impl RedisProducer {
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, BrokerError> {
-        let (_client, connection) = connect(url, timeout).await?;
+    /// Connects (bounded by `connect_timeout`). A send later keeps retrying
+    /// for as long while Redis restarts.
+    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
         Ok(Self {
-            connection,
-            url: url.to_owned(),
+            redis: RedisConnection::open(url, Role::BROKER, connect_timeout).await?,
+            retry_for: connect_timeout,
         })
     }
 
     /// LPUSHes every message in one pipelined round trip.
+    ///
+    /// If Redis is away, the batch is sent again once it is back (for up to
+    /// the connect timeout). A batch whose reply was lost may so arrive
+    /// twice: at least once, like every other send here, never lost.
     pub async fn send_batch(
         &mut self,
         messages: &[TaskMessage],
@@ -269,14 +224,37 @@ impl RedisProducer {
             pipe.lpush(list, redis_envelope::encode(message, queue))
                 .ignore();
         }
-        pipe.query_async::<()>(&mut self.connection)
-            .await
-            .map_err(|source| BrokerError::Redis {
-                url: Redacted(&self.url).to_string(),
-                action: "sending tasks",
-                source,
-            })
+        let give_up = tokio::time::Instant::now() + self.retry_for;
+        let mut backoff = Backoff::default();
+        loop {
+            let mut connection = self.redis.manager();
+            match pipe.query_async::<()>(&mut connection).await {
+                Ok(()) => {
+                    self.redis.watch().ok();
+                    return Ok(());
+                }
+                Err(source)
+                    if is_connection_error(&source) && tokio::time::Instant::now() < give_up =>
+                {
+                    self.redis.watch().lost(&source);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(source) => {
+                    return Err(BrokerError::Redis {
+                        url: self.redis.shown_url(),
+                        action: "sending tasks",
+                        source,
+                    });
+                }
+            }
+        }
     }
+}
+
+/// True for failures that a reconnect can cure, as opposed to a Redis that
+/// answered with an error.
+pub fn is_connection_error(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
 }
 
 /// Identifies one fetched message: its kombu delivery tag, and the prefetch
@@ -315,8 +293,7 @@ impl std::fmt::Debug for RedisConsumer {
 }
 
 struct Inner {
-    client: Client,
-    connection: ConnectionManager,
+    redis: RedisConnection,
     config: RedisConsumerConfig,
     fetch: Script,
     restore: Script,
@@ -324,7 +301,7 @@ struct Inner {
     /// cold shutdown, restored.
     held: Mutex<HashMap<String, String>>,
     slots: Arc<Semaphore>,
-    settle_tx: mpsc::UnboundedSender<String>,
+    settle_tx: mpsc::UnboundedSender<(String, Settlement)>,
     /// Settlements handed to the settle loop but not yet written.
     unwritten: AtomicUsize,
     stop_fetching: CancellationToken,
@@ -341,13 +318,13 @@ impl RedisConsumer {
     pub async fn start(
         config: RedisConsumerConfig,
     ) -> Result<(RedisConsumer, mpsc::Receiver<Delivery>), BrokerError> {
-        let (client, connection) = connect(&config.url, config.connect_timeout).await?;
+        let redis =
+            RedisConnection::open(&config.url, Role::BROKER, config.connect_timeout).await?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (deliveries_tx, deliveries_rx) = mpsc::channel(config.prefetch.max(1));
         let consumer = RedisConsumer {
             inner: Arc::new(Inner {
-                client,
-                connection,
+                redis,
                 fetch: Script::new(FETCH_SCRIPT),
                 restore: Script::new(RESTORE_SCRIPT),
                 held: Mutex::new(HashMap::new()),
@@ -381,11 +358,14 @@ impl RedisConsumer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn error(&self, action: &'static str) -> impl FnOnce(redis::RedisError) -> BrokerError + '_ {
-        move |source| BrokerError::Redis {
-            url: Redacted(&self.inner.config.url).to_string(),
-            action,
-            source,
+    /// Reports a failed Redis call to the connection's watch (a lost
+    /// connection is logged once there), or logs it if Redis answered with
+    /// an error instead.
+    fn report(&self, error: &redis::RedisError, doing: &str) {
+        if is_connection_error(error) {
+            self.inner.redis.watch().lost(error);
+        } else {
+            warn!(%error, "Redis refused {doing}; retrying");
         }
     }
 
@@ -419,7 +399,7 @@ impl RedisConsumer {
     /// take turns. On its own thread the next batch (and its JSON decoding)
     /// is under way while the current one runs.
     fn spawn_fetcher(self, deliveries: mpsc::Sender<Delivery>) -> Result<(), BrokerError> {
-        let url = Redacted(&self.inner.config.url).to_string();
+        let url = self.inner.redis.shown_url();
         let failed = move |error: std::io::Error| BrokerError::Redis {
             url: url.clone(),
             action: "starting the fetch thread",
@@ -433,9 +413,19 @@ impl RedisConsumer {
             .name("redis-fetch".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
-                    match connection_manager(&self.inner.client).await {
-                        Ok(connection) => self.fetch_loop(deliveries, connection).await,
-                        Err(error) => warn!(%error, "the fetcher cannot connect to Redis"),
+                    // Redis may have gone away since the start-up connect:
+                    // keep trying, as every other loop here does.
+                    let mut backoff = Backoff::default();
+                    loop {
+                        match self.inner.redis.new_manager().await {
+                            Ok(connection) => break self.fetch_loop(deliveries, connection).await,
+                            Err(error) => {
+                                self.report(&error, "the fetcher's connection");
+                                if !backoff.sleep(&self.inner.stop_fetching).await {
+                                    break;
+                                }
+                            }
+                        }
                     }
                 })
             })
@@ -449,7 +439,7 @@ impl RedisConsumer {
         connection: &mut ConnectionManager,
         max: usize,
         round: u64,
-    ) -> Result<Vec<(String, Vec<u8>, String)>, BrokerError> {
+    ) -> redis::RedisResult<Vec<(String, Vec<u8>, String)>> {
         let lists = self.lists(round as usize);
         let mut invocation = self.inner.fetch.prepare_invoke();
         invocation.key(UNACKED).key(UNACKED_INDEX);
@@ -460,10 +450,7 @@ impl RedisConsumer {
         for (list, queue) in &lists {
             invocation.key(list).arg(queue);
         }
-        let flat: Vec<redis::Value> = invocation
-            .invoke_async(connection)
-            .await
-            .map_err(self.error("fetching tasks"))?;
+        let flat: Vec<redis::Value> = invocation.invoke_async(connection).await?;
         let mut fetched = Vec::with_capacity(flat.len() / 3);
         let mut items = flat.into_iter().map(|value| match value {
             // Move the bytes out: an envelope is ~1 KB, and copies add up at 20,000/s.
@@ -514,10 +501,11 @@ impl RedisConsumer {
             let fetched = match self.fetch(&mut connection, taken, round).await {
                 Ok(fetched) => {
                     backoff.reset();
+                    self.inner.redis.watch().ok();
                     fetched
                 }
                 Err(error) => {
-                    warn!("{error}; retrying");
+                    self.report(&error, "fetching tasks");
                     drop(slots);
                     backoff.sleep(&stop).await;
                     continue;
@@ -591,17 +579,10 @@ impl RedisConsumer {
         let mut backoff = Backoff::default();
         while !stop.is_cancelled() {
             if connection.is_none() {
-                // A dedicated connection: a blocking command would stall every
-                // other command sharing a multiplexed one.
-                let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-                match self
-                    .inner
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                {
+                match self.inner.redis.blocking_connection().await {
                     Ok(fresh) => connection = Some(fresh),
                     Err(error) => {
+                        // The fetcher reports the outage; one report is enough.
                         debug!(%error, "waiter cannot connect yet");
                         backoff.sleep(&stop).await;
                         continue;
@@ -644,13 +625,14 @@ impl RedisConsumer {
         }
     }
 
-    /// Settles a delivery: ack and reject both end kombu's bookkeeping (a
-    /// rejected message is not requeued). The write is batched with other
-    /// settlements by [`settle_loop`](Self::settle_loop).
-    pub fn settle(&self, token: RedisToken, _settlement: Settlement) {
+    /// Settles a delivery, as kombu's `Message.ack/reject/requeue` do: ack and
+    /// reject both end the bookkeeping (a rejected message is not requeued),
+    /// requeue puts the message back at the end of its queue. The writes are
+    /// batched with other settlements by [`settle_loop`](Self::settle_loop).
+    pub fn settle(&self, token: RedisToken, settlement: Settlement) {
         if !token.tag.is_empty() {
             self.inner.unwritten.fetch_add(1, Ordering::AcqRel);
-            if self.inner.settle_tx.send(token.tag).is_err() {
+            if self.inner.settle_tx.send((token.tag, settlement)).is_err() {
                 self.inner.unwritten.fetch_sub(1, Ordering::AcqRel);
                 warn!("settlement after shutdown; the message will be restored by a sweep");
             }
@@ -664,52 +646,84 @@ impl RedisConsumer {
         token.slot.take();
     }
 
-    /// One `MULTI ZREM unacked_index … HDEL unacked … EXEC` per batch of
-    /// settled tags; retried until Redis takes it.
-    async fn settle_loop(self, mut settled: mpsc::UnboundedReceiver<String>) {
-        let mut backoff = Backoff::default();
+    /// Writes settlements in batches, each retried until Redis takes it:
+    /// one `MULTI ZREM unacked_index … HDEL unacked … EXEC` for the acks and
+    /// rejects, one [`RESTORE_SCRIPT`] call for the requeues.
+    async fn settle_loop(self, mut settled: mpsc::UnboundedReceiver<(String, Settlement)>) {
         while let Some(first) = settled.recv().await {
-            let mut tags = vec![first];
-            while tags.len() < 4096 {
+            let mut batch = vec![first];
+            while batch.len() < 4096 {
                 match settled.try_recv() {
-                    Ok(tag) => tags.push(tag),
+                    Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
+            let count = batch.len();
+            let (requeued, done): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|(_, settlement)| *settlement == Settlement::Requeue);
+            let done: Vec<String> = done.into_iter().map(|(tag, _)| tag).collect();
+            let requeued: Vec<String> = requeued.into_iter().map(|(tag, _)| tag).collect();
             // These tasks' log lines leave before their acks: a worker
             // killed right after an ack has still logged what it ran.
             shared::logging::flush();
-            loop {
-                let mut connection = self.inner.connection.clone();
-                let result: redis::RedisResult<()> = redis::pipe()
-                    .atomic()
-                    .zrem(UNACKED_INDEX, &tags)
-                    .ignore()
-                    .hdel(UNACKED, &tags)
-                    .ignore()
-                    .query_async(&mut connection)
-                    .await;
-                match result {
-                    Ok(()) => break,
-                    Err(error) => {
-                        warn!(%error, count = tags.len(), "could not ack; retrying");
-                        // Even at shutdown we keep trying for a while: an ack
-                        // given up on means the task runs again after a sweep.
-                        if !backoff.sleep(&self.inner.stop_all).await {
-                            return;
-                        }
-                    }
-                }
+            if !done.is_empty() && !self.retrying("acking tasks", || self.ack_tags(&done)).await {
+                return;
             }
-            backoff.reset();
+            if !requeued.is_empty()
+                && !self
+                    .retrying("requeueing tasks", || {
+                        self.restore_script(&requeued, f64::MAX, End::Back)
+                    })
+                    .await
+            {
+                return;
+            }
             {
                 let mut held = self.held();
-                for tag in &tags {
+                for tag in done.iter().chain(&requeued) {
                     held.remove(tag);
                 }
             }
-            self.inner.unwritten.fetch_sub(tags.len(), Ordering::AcqRel);
+            self.inner.unwritten.fetch_sub(count, Ordering::AcqRel);
         }
+    }
+
+    /// Runs `write` until it succeeds; false if the consumer was stopped
+    /// for good first.
+    async fn retrying<F, T>(&self, doing: &str, write: impl Fn() -> F) -> bool
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            match write().await {
+                Ok(_) => {
+                    self.inner.redis.watch().ok();
+                    return true;
+                }
+                Err(error) => {
+                    self.report(&error, doing);
+                    // Even at shutdown we keep trying for a while (`close`
+                    // waits): an ack given up on means the task runs again.
+                    if !backoff.sleep(&self.inner.stop_all).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ack_tags(&self, tags: &[String]) -> redis::RedisResult<()> {
+        let mut connection = self.inner.redis.manager();
+        redis::pipe()
+            .atomic()
+            .zrem(UNACKED_INDEX, tags)
+            .ignore()
+            .hdel(UNACKED, tags)
+            .ignore()
+            .query_async(&mut connection)
+            .await
     }
 
     /// Keeps the fetch time of everything we hold fresh, so no sweep — ours
@@ -730,9 +744,9 @@ impl RedisConsumer {
                 for tag in chunk {
                     pipe.arg(now).arg(tag);
                 }
-                let mut connection = self.inner.connection.clone();
+                let mut connection = self.inner.redis.manager();
                 if let Err(error) = pipe.query_async::<()>(&mut connection).await {
-                    warn!(%error, "could not refresh held tasks");
+                    self.report(&error, "refreshing held tasks");
                 }
             }
         }
@@ -758,7 +772,7 @@ impl RedisConsumer {
     /// fetched longer ago than the visibility timeout.
     pub async fn sweep_stale(&self) -> usize {
         let token = uuid::Uuid::new_v4().to_string();
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.inner.redis.manager();
         let locked: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(UNACKED_MUTEX)
             .arg(&token)
@@ -791,7 +805,24 @@ impl RedisConsumer {
         restored
     }
 
+    /// Restores `tags` (see [`RESTORE_SCRIPT`]) to the front of their queues;
+    /// a failure is reported, and a later sweep restores what is left.
     async fn run_restore(&self, tags: &[String], cutoff: f64) -> usize {
+        match self.restore_script(tags, cutoff, End::Front).await {
+            Ok(restored) => restored,
+            Err(error) => {
+                self.report(&error, "restoring unacked messages");
+                0
+            }
+        }
+    }
+
+    async fn restore_script(
+        &self,
+        tags: &[String],
+        cutoff: f64,
+        end: End,
+    ) -> redis::RedisResult<usize> {
         let mut restored = 0;
         for chunk in tags.chunks(500) {
             let mut invocation = self.inner.restore.prepare_invoke();
@@ -799,17 +830,17 @@ impl RedisConsumer {
                 .key(UNACKED)
                 .key(UNACKED_INDEX)
                 .arg(cutoff)
-                .arg("right");
+                .arg(match end {
+                    End::Front => "right",
+                    End::Back => "left",
+                });
             for tag in chunk {
                 invocation.arg(tag);
             }
-            let mut connection = self.inner.connection.clone();
-            match invocation.invoke_async::<usize>(&mut connection).await {
-                Ok(count) => restored += count,
-                Err(error) => warn!(%error, "could not restore unacked messages"),
-            }
+            let mut connection = self.inner.redis.manager();
+            restored += invocation.invoke_async::<usize>(&mut connection).await?;
         }
-        restored
+        Ok(restored)
     }
 
     /// Puts the given held messages back on their queues now.
@@ -860,6 +891,15 @@ impl RedisConsumer {
     }
 }
 
+/// Which end of its queue a restored message goes to.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// RPUSH: served next (kombu's restore of unacked messages).
+    Front,
+    /// LPUSH: behind everything waiting (kombu's `requeue`).
+    Back,
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -878,11 +918,16 @@ impl Backoff {
         self.attempt = 0;
     }
 
-    /// Sleeps; returns false if `stop` fired instead.
-    async fn sleep(&mut self, stop: &CancellationToken) -> bool {
+    fn next_delay(&mut self) -> Duration {
         let delay =
             Duration::from_millis(100 * 2u64.pow(self.attempt.min(6))).min(Duration::from_secs(5));
-        self.attempt += 1;
+        self.attempt = self.attempt.saturating_add(1);
+        delay
+    }
+
+    /// Sleeps; returns false if `stop` fired instead.
+    async fn sleep(&mut self, stop: &CancellationToken) -> bool {
+        let delay = self.next_delay();
         tokio::select! {
             () = stop.cancelled() => false,
             () = tokio::time::sleep(delay) => true,

@@ -195,7 +195,8 @@ impl TaskMessage {
     /// id, `retries + 1`, a new `eta`, and the task itself as parent.
     pub fn retry(&self, eta: DateTime<Utc>) -> TaskMessage {
         let mut retry = self.clone();
-        retry.headers.retries += 1;
+        // A hostile `retries` of i64::MAX stays there rather than overflow.
+        retry.headers.retries = self.headers.retries.saturating_add(1);
         retry.headers.eta = Some(format_celery_time(eta));
         retry.headers.parent_id = Some(self.headers.id.clone());
         retry.headers.extra.remove("redelivered");
@@ -220,12 +221,15 @@ impl TaskMessage {
         self.headers.expires.as_deref().and_then(parse_celery_time)
     }
 
-    /// The hard time limit in seconds, if any.
-    pub fn hard_time_limit(&self) -> Option<f64> {
+    /// The hard time limit, if any. Zero or less means none, as in Celery;
+    /// so does a limit too long for a timer to hold (`1e300` seconds),
+    /// which could never be reached anyway.
+    pub fn hard_time_limit(&self) -> Option<std::time::Duration> {
         self.headers.timelimit[0]
             .as_ref()
             .and_then(Number::as_f64)
-            .filter(|s| *s > 0.0)
+            .filter(|seconds| *seconds > 0.0)
+            .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
     }
 
     /// Decodes a message from its transport-neutral parts.

@@ -5,7 +5,9 @@
 //! Producers in the wild also send naive times (no offset) — Celery reads
 //! those as UTC when `enable_utc` is on, its default — and a `Z` suffix.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
 
 /// Parses an `eta`/`expires` header. `None` for text that is not a time.
 pub fn parse_celery_time(text: &str) -> Option<DateTime<Utc>> {
@@ -23,6 +25,13 @@ pub fn parse_celery_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|naive| naive.and_utc())
 }
 
+/// `time` plus `delay`, or `None` past the end of chrono's calendar.
+///
+/// chrono's `+` panics on overflow: every "now + countdown" goes through here.
+pub fn after(time: DateTime<Utc>, delay: Duration) -> Option<DateTime<Utc>> {
+    time.checked_add_signed(TimeDelta::from_std(delay).ok()?)
+}
+
 /// Formats a time as Python's `isoformat()` of an aware UTC datetime.
 pub fn format_celery_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, false)
@@ -37,6 +46,17 @@ mod tests {
         let text = "2026-11-24T15:44:10.373954+00:00";
         let time = parse_celery_time(text).unwrap();
         assert_eq!(format_celery_time(time), text);
+    }
+
+    #[test]
+    fn after_is_checked_instead_of_panicking() {
+        let now = parse_celery_time("2026-11-24T15:44:10Z").unwrap();
+        assert_eq!(
+            after(now, Duration::from_secs(60)),
+            parse_celery_time("2026-11-24T15:45:10Z")
+        );
+        assert_eq!(after(now, Duration::MAX), None);
+        assert_eq!(after(now, Duration::from_secs(u64::MAX / 2)), None);
     }
 
     #[test]

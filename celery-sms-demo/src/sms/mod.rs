@@ -20,12 +20,16 @@
 //!
 //! # What is retryable
 //!
-//! Every [`GatewayError`] is retryable (see [`GatewayError::is_retryable`]): the task retries
-//! at most 3 times with backoff, so even a failure that turns out to be permanent costs three
-//! extra requests, while giving up on a transient one costs a user their login code. The
-//! method exists so that the policy is written down per variant, in one place, and a new
-//! variant forces a decision. Configuration errors ([`GatewayConfigError`]) are different:
-//! they are reported once at start-up and the worker refuses to run.
+//! [`GatewayError::is_retryable`] decides whether the task tries again (at most 3 times, with
+//! backoff). A timeout, a connection that failed, a 5xx, a 429 or a garbled answer may well
+//! be gone on the next attempt: retried. A refusal that names the request itself — an unknown
+//! or mismatched template, a malformed number, a blacklisted number, an application not
+//! allowed to send SMS, any other 4xx on this fixed, signed request — would be refused the
+//! same way three more times, each a wasted request and a delay before the task reports what
+//! is wrong: not retried. Ronglian status codes we do not know are retried, since giving up on
+//! a transient one costs a user their login code. Configuration errors
+//! ([`GatewayConfigError`]) are different again: they are reported once at start-up and the
+//! worker refuses to run.
 
 pub mod console;
 pub mod ronglian;
@@ -178,30 +182,81 @@ pub enum GatewayError {
     BadResponse(String),
 }
 
+/// Ronglian `statusCode`s that mean "this request will never be accepted": a bad template,
+/// number or content, or an account or application that is not set up to send it. Retrying
+/// cannot change the answer. (Codes from Ronglian's published list of SMS return codes.)
+const PERMANENT_REFUSALS: &[(&str, &str)] = &[
+    ("112300", "the receiving number is empty"),
+    ("112301", "the SMS text is empty"),
+    ("112303", "the application has no SMS service"),
+    ("112304", "the SMS text could not be encoded"),
+    (
+        "112305",
+        "the application is not online; it may only send to its test numbers",
+    ),
+    ("112306", "the number of a template SMS is empty"),
+    ("112307", "the template id is empty"),
+    ("112308", "the template data is empty"),
+    ("112309", "the template text could not be encoded"),
+    (
+        "112310",
+        "the application is not online; it may only send to its test numbers",
+    ),
+    ("112311", "the template does not exist"),
+    ("160031", "the request could not be parsed"),
+    ("160032", "the template is not valid"),
+    ("160033", "the text contains blocked words"),
+    ("160034", "the number is on the blacklist"),
+    ("160035", "the SMS text is empty"),
+    ("160036", "the template type is unknown"),
+    ("160037", "the SMS is too long"),
+    (
+        "160039",
+        "the daily limit for this template and number is reached",
+    ),
+    (
+        "160040",
+        "the daily limit of codes for this template and number is reached",
+    ),
+    (
+        "160041",
+        "the daily limit of notices for this template and number is reached",
+    ),
+    ("160042", "the number is malformed"),
+    ("160043", "the template does not belong to this application"),
+];
+
 impl GatewayError {
-    /// Whether the task should try again (it retries up to 3 times with backoff).
+    /// Whether the task should try again (it retries up to 3 times with backoff); see the
+    /// module documentation for the policy.
     ///
-    /// Every gateway failure is worth retrying; the match has no wildcard so that a new
-    /// variant has to state its policy here.
+    /// The match has no wildcard, so that a new variant has to state its policy here.
     pub fn is_retryable(&self) -> bool {
         match self {
             // The gateway or the network was slow; the next attempt may be quick. The
-            // message may also have been sent anyway, a duplicate code is the lesser evil
+            // message may also have been sent anyway: a duplicate code is the lesser evil
             // compared with no code at all.
             GatewayError::Timeout => true,
             // Connection refused/reset, DNS hiccups: the classic transient failures.
             GatewayError::Transport(_) => true,
-            // 5xx is the gateway's own trouble; 4xx on this fixed, signed request usually
-            // means a proxy or maintenance page in front of it.
-            GatewayError::Http { .. } => true,
-            // Some refusals are transient (rate limits, the signature's timestamp falling
-            // outside the gateway's window, balance topped up in the meantime). The permanent
-            // ones cost at most three cheap refused requests, and the task logs each of them.
-            GatewayError::Rejected { .. } => true,
+            // 5xx is the gateway's own trouble, 408 and 429 say "later"; any other 4xx
+            // refuses this very request (a wrong base URL or path, a bad request).
+            GatewayError::Http { status } => *status >= 500 || matches!(status, 408 | 425 | 429),
+            // Rate limits (160038), "sending failed" (160050), a signature timestamp outside
+            // the gateway's window: worth another try. The request's own faults are not.
+            GatewayError::Rejected { status_code, .. } => refusal_reason(status_code).is_none(),
             // A truncated or garbled answer, often from a proxy: try again.
             GatewayError::BadResponse(_) => true,
         }
     }
+}
+
+/// What a permanent Ronglian refusal means, if `status_code` is one.
+pub fn refusal_reason(status_code: &str) -> Option<&'static str> {
+    PERMANENT_REFUSALS
+        .iter()
+        .find(|(code, _)| *code == status_code)
+        .map(|(_, reason)| *reason)
 }
 
 #[cfg(test)]
@@ -263,19 +318,46 @@ mod tests {
     }
 
     #[test]
-    fn every_gateway_error_is_retryable() {
+    fn transient_failures_are_retried() {
         let errors = [
             GatewayError::Timeout,
             GatewayError::Transport("connection refused".into()),
             GatewayError::Http { status: 500 },
+            GatewayError::Http { status: 503 },
+            GatewayError::Http { status: 429 },
+            GatewayError::Http { status: 408 },
             GatewayError::Rejected {
-                status_code: "112300".into(),
-                status_msg: "whatever".into(),
+                status_code: "160038".into(),
+                status_msg: "短信验证码发送过频繁".into(),
+            },
+            GatewayError::Rejected {
+                status_code: "160050".into(),
+                status_msg: "短信发送失败".into(),
+            },
+            // Unknown codes are given the benefit of the doubt.
+            GatewayError::Rejected {
+                status_code: "999999".into(),
+                status_msg: "".into(),
             },
             GatewayError::BadResponse("not json".into()),
         ];
         for err in errors {
             assert!(err.is_retryable(), "{err}");
+        }
+    }
+
+    #[test]
+    fn refusals_of_the_request_itself_are_not_retried() {
+        for status_code in ["112311", "160032", "160042", "160043", "160040"] {
+            let err = GatewayError::Rejected {
+                status_code: status_code.into(),
+                status_msg: String::new(),
+            };
+            assert!(!err.is_retryable(), "{err}");
+            assert!(refusal_reason(status_code).is_some());
+        }
+        for status in [400, 401, 403, 404, 422] {
+            assert!(!GatewayError::Http { status }.is_retryable(), "{status}");
         }
     }
 }

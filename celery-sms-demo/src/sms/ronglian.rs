@@ -841,7 +841,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn business_error_is_rejected_and_retryable() {
+    async fn a_refusal_of_the_request_is_rejected_and_not_retried() {
         let (base_url, server) = start_fake(Behaviour::Refuse).await;
         let err = send_blog_sms(&gateway(base_url, TOKEN, WAIT))
             .await
@@ -852,7 +852,8 @@ mod tests {
             matches!(&err, GatewayError::Rejected { status_code, .. } if status_code == "112300"),
             "{err:?}"
         );
-        assert!(err.is_retryable());
+        // 112300: "the receiving number is empty" would be refused every time.
+        assert!(!err.is_retryable());
     }
 
     #[tokio::test]

@@ -137,16 +137,11 @@ async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Set
     // The registry's tasks are async (the gateway is an HTTP call), so they
     // run on the event loop; a blocking task would go to spawn_blocking.
     let outcome = match message.hard_time_limit() {
-        Some(limit) => match tokio::time::timeout(
-            std::time::Duration::from_secs_f64(limit),
-            context.registry.run(message),
-        )
-        .await
-        {
+        Some(limit) => match tokio::time::timeout(limit, context.registry.run(message)).await {
             Ok(outcome) => outcome,
             Err(_) => TaskOutcome::Failure(ExceptionInfo {
                 exc_type: "TimeLimitExceeded".to_owned(),
-                exc_message: vec![serde_json::json!(limit)],
+                exc_message: vec![serde_json::json!(limit.as_secs_f64())],
                 exc_module: "celery.exceptions".to_owned(),
             }),
         },
@@ -184,8 +179,9 @@ async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Set
             // Celery's retry: publish a new message with the same id, then ack
             // the original. If the publish fails, requeue the original instead
             // — never ack a task whose retry was not sent.
-            let retry = message
-                .retry(Utc::now() + chrono::Duration::from_std(countdown).unwrap_or_default());
+            // The countdown is capped (an hour), so "now + countdown" fits.
+            let eta = crate::protocol::time::after(Utc::now(), countdown).unwrap_or_else(Utc::now);
+            let retry = message.retry(eta);
             let sent = Box::pin(async {
                 let mut producer = context.producer.lock().await;
                 match producer.send(&retry, queue).await {

@@ -17,7 +17,7 @@
 pub mod banner;
 pub mod execute;
 
-use std::{sync::Arc, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use thiserror::Error;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -26,7 +26,8 @@ use tracing::info;
 
 use crate::{
     backend::{BackendError, ResultBackend},
-    broker::{BrokerError, Consumer, ConsumerConfig, Producer},
+    broker::{BrokerError, Consumer, ConsumerConfig, Producer, Transport},
+    redis_connection::{RedisConnectError, RedisConnection, Role},
     sms::Gateway,
     tasks::Registry,
 };
@@ -62,6 +63,8 @@ pub enum WorkerError {
     Backend(#[from] BackendError),
     #[error("{0}")]
     Gateway(#[from] crate::sms::GatewayConfigError),
+    #[error(transparent)]
+    SentRecords(#[from] RedisConnectError),
 }
 
 /// The two stages of stopping, fired by the first and second signal.
@@ -85,7 +88,7 @@ pub async fn run(
 ) -> Result<WorkerReport, WorkerError> {
     let gateway = Gateway::from_env()?;
     let backend = match &config.result_backend {
-        Some(url) => Some(ResultBackend::connect(url).await?),
+        Some(url) => Some(ResultBackend::connect(url, config.amqp.connect_timeout).await?),
         None => None,
     };
     let prefetch = (config.concurrency * config.prefetch_multiplier).max(1);
@@ -104,11 +107,13 @@ pub async fn run(
     let producer = Producer::connect(&config.broker_url, amqp).await?;
     let (consumer, mut deliveries) = Consumer::start(&consumer_config).await?;
     // After the broker: if that is down, say so, not that the records are.
-    let sent_records = sent_records(&config).await;
+    let sent_records = sent_records(&config).await?;
     info!("Connected to {}", Redacted(&config.broker_url));
 
     if config.banner {
-        println!(
+        // No stdout (a closed pipe) only costs the banner, not the worker.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             banner::banner(&banner::BannerInfo {
                 hostname: &config.hostname,
@@ -147,7 +152,7 @@ pub async fn run(
 
     // Warm shutdown: stop fetching, return what never started, finish the rest.
     shared::logging::flush();
-    eprintln!("\nworker: Warm shutdown (MainProcess)");
+    let _ = writeln!(std::io::stderr(), "\nworker: Warm shutdown (MainProcess)");
     consumer.stop_fetching();
     context.stop_waiting.cancel();
     let mut unstarted = Vec::new();
@@ -170,7 +175,7 @@ pub async fn run(
         }
         () = signals.cold.cancelled() => {
             shared::logging::flush();
-            eprintln!("worker: Cold shutdown (MainProcess)");
+            let _ = writeln!(std::io::stderr(), "worker: Cold shutdown (MainProcess)");
             in_flight.abort_all();
             consumer.abandon().await;
         }
@@ -181,20 +186,26 @@ pub async fn run(
     Ok(report)
 }
 
-/// The Redis connection for the SMS task's "already sent" records.
-async fn sent_records(config: &WorkerConfig) -> Option<redis::aio::ConnectionManager> {
-    let redis_url = |url: &String| url.starts_with("redis://") || url.starts_with("rediss://");
+/// The Redis for the SMS task's "already sent" records: `--sent-records-url`,
+/// else the broker if it is Redis, else the result backend if it is.
+///
+/// A URL that is given but unusable stops the worker: running on without
+/// the guard would quietly send a second SMS for every redelivered task.
+/// With no Redis anywhere there is no guard, and the log says so.
+async fn sent_records(config: &WorkerConfig) -> Result<Option<RedisConnection>, WorkerError> {
+    let is_redis = |url: &&String| matches!(Transport::of(url), Ok(Transport::Redis));
     let url = config
         .sent_records_url
-        .clone()
-        .or_else(|| Some(config.broker_url.clone()).filter(redis_url))
-        .or_else(|| config.result_backend.clone().filter(redis_url))?;
-    let client = redis::Client::open(url.as_str()).ok()?;
-    match crate::broker::redis::connection_manager(&client).await {
-        Ok(connection) => Some(connection),
-        Err(error) => {
-            tracing::warn!(%error, "no Redis for sent-SMS records; a redelivered task may send its SMS twice");
-            None
-        }
-    }
+        .as_ref()
+        .or_else(|| Some(&config.broker_url).filter(is_redis))
+        .or_else(|| config.result_backend.as_ref().filter(is_redis));
+    let Some(url) = url else {
+        tracing::warn!(
+            "No Redis for the SMS task's \"already sent\" records (set --sent-records-url): a task redelivered after a crash may send its SMS twice"
+        );
+        return Ok(None);
+    };
+    let records =
+        RedisConnection::open(url, Role::SENT_RECORDS, config.amqp.connect_timeout).await?;
+    Ok(Some(records))
 }

@@ -64,7 +64,7 @@ impl FakeGateway {
                         }
                         tokio::time::sleep(delay).await;
                         let answer = if n < failures {
-                            r#"{"statusCode": "112300", "statusMsg": "gateway busy (fake)"}"#
+                            r#"{"statusCode": "160038", "statusMsg": "too many codes in a short time (fake)"}"#
                                 .to_owned()
                         } else {
                             format!(
