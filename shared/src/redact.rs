@@ -6,7 +6,7 @@
 //! goes through [`Redacted`], which shows `amqp://guest:**@host` the way
 //! Celery's banner does.
 
-use std::fmt;
+use std::{fmt, ops::Range};
 
 /// Query parameters that carry a password (redis-py's and kombu's names).
 const SECRET_PARAMETERS: [&str; 2] = ["password", "pass"];
@@ -17,8 +17,8 @@ const SECRET_PARAMETERS: [&str; 2] = ["password", "pass"];
 /// It works on the raw text rather than a parsed URL on purpose: a URL we
 /// could not parse is exactly the one an error message needs to show, and it
 /// must be masked too. So where the text is ambiguous it masks too much
-/// rather than too little: a password with an unescaped `/`, `?` or `#` in it
-/// is hidden all the same.
+/// rather than too little: a password with an unescaped `/`, `?`, `#` or `@`
+/// in it is hidden all the same.
 #[derive(Clone, Copy, Debug)]
 pub struct Redacted<'a>(pub &'a str);
 
@@ -54,53 +54,55 @@ fn next_url_start(text: &str) -> Option<usize> {
 }
 
 /// Writes one URL with its user-info password and password parameters masked.
+///
+/// Both are found on the raw text, and everything either reading calls a
+/// password is hidden: in a URL that only parses one way, they agree; in one
+/// that could be read two ways (a `?` or `@` inside a password), neither
+/// reading's password shows.
 fn write_one(f: &mut fmt::Formatter<'_>, url: &str) -> fmt::Result {
-    let Some(scheme_end) = url.find("://") else {
-        return f.write_str(url);
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    // The user info ends at the last '@' of the authority (a password may
-    // itself contain '@'). If the authority has none but a later '@' has a
-    // ':' before it, the password holds an unescaped '/', '?' or '#': the
-    // user info runs to that later '@'.
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..authority_len]
-        .rfind('@')
-        .or_else(|| rest.rfind('@').filter(|&at| rest[..at].contains(':')));
-    let (shown, tail) = match at {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => {
-                write!(f, "{}{}:**", &url[..authority_start], &rest[..colon])?;
-                ("", &rest[at..])
-            }
-            None => (&url[..authority_start], rest),
-        },
-        None => (&url[..authority_start], rest),
-    };
-    f.write_str(shown)?;
-    write_masking_parameters(f, tail)
-}
-
-/// Writes `text`, masking the value of every `password=` / `pass=` query
-/// parameter.
-fn write_masking_parameters(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    let Some(query) = text.find('?') else {
-        return f.write_str(text);
-    };
-    f.write_str(&text[..=query])?;
-    for (index, parameter) in text[query + 1..].split('&').enumerate() {
-        if index > 0 {
-            f.write_str("&")?;
-        }
-        match parameter.split_once('=') {
-            Some((name, _)) if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) => {
-                write!(f, "{name}=**")?
-            }
-            _ => f.write_str(parameter)?,
+    let mut hidden: Vec<Range<usize>> = Vec::new();
+    if let Some(scheme_end) = url.find("://") {
+        let start = scheme_end + 3;
+        let rest = &url[start..];
+        // The user info ends at the last '@' (a password may itself contain
+        // '@'), and its password starts after the first ':'. A password with
+        // an unescaped '/', '?' or '#' would end a strict reading of the
+        // authority early, so the last '@' of the whole URL is taken: a
+        // rare '@' later in the path hides a little too much.
+        if let Some(at) = rest.rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            hidden.push(start + colon + 1..start + at);
         }
     }
-    Ok(())
+    // `?password=…` / `&pass=…`, in any case, up to the next parameter.
+    let lower = url.to_ascii_lowercase();
+    for name in SECRET_PARAMETERS {
+        let key = format!("{name}=");
+        for (at, _) in lower.match_indices(&key) {
+            if at > 0 && matches!(url.as_bytes()[at - 1], b'?' | b'&') {
+                let value = at + key.len();
+                let end = url[value..].find('&').map_or(url.len(), |end| value + end);
+                hidden.push(value..end);
+            }
+        }
+    }
+    // Overlapping readings hide one span.
+    hidden.sort_by_key(|range| range.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(hidden.len());
+    for range in hidden {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    let mut written = 0;
+    for range in merged {
+        f.write_str(&url[written..range.start])?;
+        f.write_str("**")?;
+        written = range.end;
+    }
+    f.write_str(&url[written..])
 }
 
 #[cfg(test)]
@@ -170,6 +172,10 @@ mod tests {
             ("amqp://app:Ab/cD+e@host//", "amqp://app:**@host//"),
             ("amqp://app:Ab;cD@host//", "amqp://app:**@host//"),
             ("redis://:Ab#cD?x@host:6379/0", "redis://:**@host:6379/0"),
+            // Found by the `urls` fuzz target: '@' and '/' in one password,
+            // and a query password that looks like user info.
+            ("sentinel://w:@  A*h/@/", "sentinel://w:**@/"),
+            ("amqps:///?password=;;;/:**@/;;", "amqps:///?password=**"),
         ] {
             assert_eq!(show(url), shown);
         }

@@ -22,8 +22,8 @@
 //! if *either* does (`0 9 1 * mon` = the 1st and every Monday).
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
-    Utc,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
+    TimeZone, Timelike, Utc,
 };
 use chrono_tz::Tz;
 use thiserror::Error;
@@ -162,9 +162,15 @@ impl Cron {
     /// The first instant strictly after `after` at which the expression fires
     /// in `tz`, with the daylight-saving rule in the module docs.
     pub fn next_after(&self, after: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
-        // Start at the next whole minute of local wall-clock time.
-        let local = after.with_timezone(tz).naive_local();
-        let start = local.with_second(0)?.with_nanosecond(0)? + chrono::Duration::minutes(1);
+        // Start at the next whole minute of local wall-clock time. Checked
+        // all the way: `after` may come from a state file, and at the edges
+        // of chrono's calendar the plain operators panic.
+        let offset = tz.offset_from_utc_datetime(&after.naive_utc()).fix();
+        let local = after.naive_utc().checked_add_offset(offset)?;
+        let start = local
+            .with_second(0)?
+            .with_nanosecond(0)?
+            .checked_add_signed(TimeDelta::minutes(1))?;
         let first_day = start.date();
         for offset in 0..SEARCH_DAYS {
             let date = first_day.checked_add_days(Days::new(offset))?;
@@ -205,7 +211,8 @@ fn resolve(wall: NaiveDateTime, tz: &Tz) -> Option<DateTime<Utc>> {
             // of the gap, the instant the clock jumped (offsets change on
             // whole minutes; 48 h covers Samoa's lost day in 2011).
             (1..=48 * 60).find_map(|minutes| {
-                match tz.from_local_datetime(&(wall + chrono::Duration::minutes(minutes))) {
+                let later = wall.checked_add_signed(TimeDelta::minutes(minutes))?;
+                match tz.from_local_datetime(&later) {
                     LocalResult::Single(time) => Some(time),
                     LocalResult::Ambiguous(first, _) => Some(first),
                     LocalResult::None => None,
@@ -316,6 +323,23 @@ mod tests {
             next("0 9 * * *", tz, "2026-03-01T00:59:59.9Z"),
             "2026-03-01T01:00:00+00:00"
         );
+    }
+
+    /// Found by the `schedule` fuzz target: a state holding a time at the
+    /// edge of chrono's calendar panicked in the local-time arithmetic.
+    #[test]
+    fn the_ends_of_the_calendar_have_no_next_run() {
+        let cron = Cron::parse("30 2 * * *").unwrap();
+        for tz in [
+            chrono_tz::Asia::Shanghai,
+            chrono_tz::America::New_York,
+            Tz::UTC,
+        ] {
+            assert_eq!(cron.next_after(DateTime::<Utc>::MAX_UTC, &tz), None);
+            // West of UTC the first instant is before the calendar's start
+            // in local time; either way, an answer and no panic.
+            let _ = cron.next_after(DateTime::<Utc>::MIN_UTC, &tz);
+        }
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl AmqpProducer {
 }
 
 /// Reads one AMQP delivery as a task message.
-fn decode_delivery(properties: &BasicProperties, body: &[u8]) -> Received {
+pub fn decode_delivery(properties: &BasicProperties, body: &[u8]) -> Received {
     let headers = properties
         .headers()
         .as_ref()

@@ -25,12 +25,15 @@ fn to_amqp_value(value: &Value) -> AMQPValue {
     match value {
         Value::Null => AMQPValue::Void,
         Value::Bool(flag) => AMQPValue::Boolean(*flag),
-        Value::Number(number) => match number.as_i64() {
-            Some(int) => match i32::try_from(int) {
+        Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+            (Some(int), _) => match i32::try_from(int) {
                 Ok(small) => AMQPValue::LongInt(small),
                 Err(_) => AMQPValue::LongLongInt(int),
             },
-            None => AMQPValue::Double(number.as_f64().unwrap_or(0.0)),
+            // Above i64: AMQP's only unsigned 64-bit type is the timestamp
+            // (it is how such a number arrives, too); a double would round it.
+            (None, Some(big)) => AMQPValue::Timestamp(big),
+            (None, None) => AMQPValue::Double(number.as_f64().unwrap_or(0.0)),
         },
         Value::String(text) => AMQPValue::LongString(LongString::from(text.as_bytes())),
         Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
@@ -112,6 +115,15 @@ mod tests {
                 "{expected:?} not in {tags:?}"
             );
         }
+        assert_eq!(Value::Object(from_field_table(&table)), headers);
+    }
+
+    /// Found by the `amqp_headers` fuzz target: a timestamp header above
+    /// i64::MAX came back as a rounded double.
+    #[test]
+    fn numbers_above_i64_round_trip() {
+        let headers = json!({"retries": 15925009757358784512u64});
+        let table = to_field_table(headers.as_object().unwrap());
         assert_eq!(Value::Object(from_field_table(&table)), headers);
     }
 }

@@ -114,6 +114,23 @@ mod tests {
         );
     }
 
+    /// Found by the `pyrepr` and `task_body` fuzz targets: a float read
+    /// from a message was not always written back as the same number (a
+    /// retry would have changed a task's argument).
+    #[test]
+    fn floats_read_back_exactly() {
+        for text in [
+            "66666666666666666666666666666666666666666666666666660",
+            "1844674407395516151615",
+            "0.30000000000000004",
+            "1e-320",
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let again: serde_json::Value = serde_json::from_str(&to_python_json(&value)).unwrap();
+            assert_eq!(again, value, "{text}");
+        }
+    }
+
     #[test]
     fn escapes_astral_characters_and_controls_like_python() {
         // json.dumps("😀\n\x01") == '"\\ud83d\\ude00\\n\\u0001"'
