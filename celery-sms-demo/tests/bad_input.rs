@@ -72,9 +72,12 @@ struct Bad {
     log: String,
     /// Its Redis delivery tag (the key in `unacked`).
     tag: String,
+    /// Rejected (so dead-lettered on a queue with a DLX), as Celery rejects
+    /// what it cannot run; false for a task that ran and failed (acked).
+    rejected: bool,
 }
 
-/// Messages (a)–(g): each has a task id, so each gets a FAILURE result.
+/// Messages (a)–(j): each has a task id, so each gets a FAILURE result.
 fn bad_messages(queue: &str) -> Vec<Bad> {
     let new_id = || uuid::Uuid::new_v4().to_string();
     let invalid = |id: &str| format!("Received invalid task message SMS[{id}] from '{queue}': ");
@@ -93,6 +96,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "'nope_unregistered'",
         log: format!("Received unregistered task of type 'nope_unregistered'. The message has been ignored and discarded. (id {id},"),
         tag: new_id(),
+        rejected: true,
         id,
     });
 
@@ -108,6 +112,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "not valid JSON",
         log: format!("{}message body is not valid JSON", invalid(&id)),
         tag: new_id(),
+        rejected: true,
         id,
     });
 
@@ -123,6 +128,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "expected 3 elements, got 2",
         log: format!("{}message body must be the list", invalid(&id)),
         tag: new_id(),
+        rejected: true,
         id,
     });
 
@@ -138,6 +144,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "send_sms_code() missing 1 required positional argument: 'sms_code'",
         log: format!("Task SMS[{id}] raised unexpected: TypeError("),
         tag: new_id(),
+        rejected: false,
         id,
     });
 
@@ -153,6 +160,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "mobile",
         log: format!("Task SMS[{id}] raised unexpected: TypeError("),
         tag: new_id(),
+        rejected: false,
         id,
     });
 
@@ -171,6 +179,7 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
             invalid(&id)
         ),
         tag: new_id(),
+        rejected: true,
         id,
     });
 
@@ -188,9 +197,77 @@ fn bad_messages(queue: &str) -> Vec<Bad> {
         exc_text: "'retries'",
         log: format!("{}header 'retries' must be an integer", invalid(&id)),
         tag: new_id(),
+        rejected: true,
+        id,
+    });
+
+    let id = new_id();
+    all.push(Bad {
+        what: "body that is not a list",
+        headers: headers("SMS", &id),
+        content_type: "application/json",
+        content_encoding: "utf-8",
+        body: br#"{"args": ["13800000000", "123456"]}"#.to_vec(),
+        exc_type: "ValueError",
+        exc_module: "builtins",
+        exc_text: "got an object",
+        log: format!("{}message body must be the list", invalid(&id)),
+        tag: new_id(),
+        rejected: true,
+        id,
+    });
+
+    let id = new_id();
+    all.push(Bad {
+        what: "YAML content type",
+        headers: headers("SMS", &id),
+        content_type: "application/x-yaml",
+        content_encoding: "utf-8",
+        body: b"- ['13800000000', '123456']\n- {}\n- {}\n".to_vec(),
+        exc_type: "ContentDisallowed",
+        exc_module: "kombu.exceptions",
+        exc_text: "application/x-yaml",
+        log: format!(
+            "{}refusing to deserialize content of type application/x-yaml",
+            invalid(&id)
+        ),
+        tag: new_id(),
+        rejected: true,
+        id,
+    });
+
+    let id = new_id();
+    all.push(Bad {
+        what: "2 MB of junk for a body",
+        headers: headers("SMS", &id),
+        content_type: "application/json",
+        content_encoding: "binary",
+        body: junk(2 * 1024 * 1024),
+        exc_type: "DecodeError",
+        exc_module: "kombu.exceptions",
+        exc_text: "not valid JSON",
+        log: format!("{}message body is not valid JSON", invalid(&id)),
+        tag: new_id(),
+        rejected: true,
         id,
     });
     all
+}
+
+/// `size` bytes that are not JSON (nor UTF-8): a xorshift stream, so the
+/// same every run.
+fn junk(size: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(size);
+    bytes.push(0xff);
+    while bytes.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(size);
+    bytes
 }
 
 /// The kombu envelope (`celery-protocol.md` §A.1) around one message.
@@ -339,15 +416,27 @@ async fn delete_task_keys(ids: &[String]) {
     }
 }
 
-async fn survives_malformed_messages(kind: Kind) {
-    let queue = unique_name("bad-input");
-    let mut worker = start_worker(kind, &queue, &["-c", "2"], &[]).await;
-    let bad = bad_messages(&queue);
+/// Good tasks sent after the poison: every one of them must run.
+const GOOD_BEHIND: usize = 5;
+
+/// The poison corpus through one queue, then good tasks behind it.
+/// `dead_letters`: the queue was declared with a dead-letter exchange
+/// routing to this queue (AMQP only).
+async fn survives_malformed_messages(kind: Kind, queue: &str, dead_letters: Option<&str>) {
+    let mut worker = start_worker(kind, queue, &["-c", "2"], &[]).await;
+    let bad = bad_messages(queue);
 
     // Messages with no readable task id: no result is possible, the worker
     // must just log them, reject them and go on.
     let mut anonymous_logs = Vec::new();
     let mut anonymous_tags = Vec::new();
+    let no_id = {
+        let mut headers = headers("SMS", "unused");
+        headers.remove("id");
+        headers
+    };
+    let no_id_log =
+        format!("Received invalid task message SMS[?] from '{queue}': header 'id' is missing");
     match kind {
         Kind::Redis => {
             for message in &bad {
@@ -356,17 +445,17 @@ async fn survives_malformed_messages(kind: Kind) {
                     message.content_type,
                     message.content_encoding,
                     &message.body,
-                    &queue,
+                    queue,
                     &message.tag,
                 );
-                lpush(&queue, &raw).await;
+                lpush(queue, &raw).await;
             }
-            // (h) An envelope that is not JSON at all.
-            lpush(&queue, "this is not a kombu envelope {").await;
+            // (k) An envelope that is not JSON at all.
+            lpush(queue, "this is not a kombu envelope {").await;
             anonymous_logs.push(format!(
                 "Received invalid task message ?[?] from '{queue}': malformed message envelope: expected"
             ));
-            // (h') A JSON envelope without headers: it is recorded in
+            // (l) A JSON envelope without headers: it is recorded in
             // `unacked` under its tag, so that entry must go too.
             let tag = uuid::Uuid::new_v4().to_string();
             let no_headers = json!({
@@ -375,16 +464,23 @@ async fn survives_malformed_messages(kind: Kind) {
                 "properties": {"delivery_info": {"exchange": "", "routing_key": queue},
                                "body_encoding": "base64", "delivery_tag": tag},
             });
-            lpush(&queue, &no_headers.to_string()).await;
+            lpush(queue, &no_headers.to_string()).await;
             anonymous_logs.push(format!(
                 "Received invalid task message ?[?] from '{queue}': malformed message envelope: 'headers' must be an object"
             ));
+            anonymous_tags.push(tag);
+            // (m) Headers without an id.
+            let tag = uuid::Uuid::new_v4().to_string();
+            let good_body = body(json!(["13800000000", "123456"]), json!({}));
+            let raw = envelope(&no_id, "application/json", "utf-8", &good_body, queue, &tag);
+            lpush(queue, &raw).await;
+            anonymous_logs.push(no_id_log);
             anonymous_tags.push(tag);
         }
         Kind::Amqp => {
             for message in &bad {
                 publish(
-                    &queue,
+                    queue,
                     amqp_properties(
                         Some(&message.headers),
                         message.content_type,
@@ -394,28 +490,43 @@ async fn survives_malformed_messages(kind: Kind) {
                 )
                 .await;
             }
-            // (h) A message with no headers at all (no task, no id).
+            // (k) A message with no headers at all (no task, no id).
+            let good_body = body(json!(["13800000000", "123456"]), json!({}));
             publish(
-                &queue,
+                queue,
                 amqp_properties(None, "application/json", "utf-8"),
-                &body(json!(["13800000000", "123456"]), json!({})),
+                &good_body,
             )
             .await;
             anonymous_logs.push(format!(
                 "Received invalid task message ?[?] from '{queue}': header 'task' is missing"
             ));
+            // (m) Headers without an id.
+            publish(
+                queue,
+                amqp_properties(Some(&no_id), "application/json", "utf-8"),
+                &good_body,
+            )
+            .await;
+            anonymous_logs.push(no_id_log);
         }
     }
 
-    // The worker survived all of it: a good task sent after them runs.
-    let good = send(kind, &queue, &["13800000000", "123456"]).await;
-    let result = wait_for_result(&good).await;
-    assert_eq!(
-        result["status"],
-        "SUCCESS",
-        "{result}\nlog:\n{}",
-        worker.log_text()
-    );
+    // The worker survived all of it: every good task behind the poison runs
+    // (our producer, too, accepts a queue declared with arguments).
+    let mut good = Vec::new();
+    for _ in 0..GOOD_BEHIND {
+        good.push(send(kind, queue, &["13800000000", "123456"]).await);
+    }
+    for id in &good {
+        let result = wait_for_result(id).await;
+        assert_eq!(
+            result["status"],
+            "SUCCESS",
+            "{result}\nlog:\n{}",
+            worker.log_text()
+        );
+    }
 
     for message in &bad {
         let result = wait_for_result(&message.id).await;
@@ -449,16 +560,25 @@ async fn survives_malformed_messages(kind: Kind) {
         worker.wait_for_log(needle, 1, WAIT).await;
     }
 
-    // Rejected, not requeued: nothing waits in the queue, nothing is held.
-    assert_eq!(queue_length(kind, &queue).await, 0);
+    // Rejected or acked, not requeued nor held: nothing waits in the queue,
+    // nothing is left unacknowledged while the worker is still running.
+    assert_eq!(queue_length(kind, queue).await, 0);
     let tags: Vec<String> = bad
         .iter()
         .map(|message| message.tag.clone())
         .chain(anonymous_tags)
         .collect();
-    if kind == Kind::Redis {
-        let left = lingering_tags(&tags, Duration::from_secs(10)).await;
-        assert!(left.is_empty(), "still in unacked: {left:?}");
+    match kind {
+        Kind::Redis => {
+            let left = lingering_tags(&tags, Duration::from_secs(10)).await;
+            assert!(left.is_empty(), "still in unacked: {left:?}");
+        }
+        Kind::Amqp => assert_nothing_unacked(queue).await,
+    }
+
+    if let Some(dlq) = dead_letters {
+        let rejected: Vec<&Bad> = bad.iter().filter(|message| message.rejected).collect();
+        assert_dead_lettered(dlq, &rejected, anonymous_logs.len()).await;
     }
 
     worker.signal("-TERM");
@@ -467,31 +587,95 @@ async fn survives_malformed_messages(kind: Kind) {
     assert!(!log.contains("panicked"), "{log}");
     // A warm shutdown gives back what it still holds: had any bad message
     // been held instead of rejected, it would be back in the queue now.
-    assert_eq!(queue_length(kind, &queue).await, 0, "{log}");
+    assert_eq!(queue_length(kind, queue).await, 0, "{log}");
     if kind == Kind::Redis {
         let left = lingering_tags(&tags, Duration::ZERO).await;
         assert!(left.is_empty(), "still in unacked after exit: {left:?}");
     }
 
-    delete_queue(kind, &queue).await;
+    delete_queue(kind, queue).await;
     let mut ids: Vec<String> = bad.iter().map(|message| message.id.clone()).collect();
-    ids.push(good);
+    ids.extend(good);
     delete_task_keys(&ids).await;
+}
+
+/// Waits (bounded) until RabbitMQ counts no unacknowledged message on `queue`.
+async fn assert_nothing_unacked(queue: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let name = queue.to_owned();
+        let counts = tokio::task::spawn_blocking(move || shared::testing::queue_counts(&name))
+            .await
+            .unwrap();
+        if counts == Some((0, 0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{queue}' (ready, unacked) = {counts:?}, expected (0, 0)"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every rejected message (and `anonymous` ones without an id) is in the
+/// dead-letter queue, dead-lettered as "rejected"; nothing else is.
+async fn assert_dead_lettered(dlq: &str, rejected: &[&Bad], anonymous: usize) {
+    let expected = rejected.len() + anonymous;
+    let deadline = Instant::now() + WAIT;
+    while (shared::testing::ready_count(dlq).await as usize) < expected {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} rejected messages reached '{dlq}'",
+            shared::testing::ready_count(dlq).await
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    let connection = shared::testing::test_connection().await;
+    let channel = connection.create_channel().await.unwrap();
+    let mut dead_ids = Vec::new();
+    while let Some(dead) = channel
+        .basic_get(dlq.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let headers = dead
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(celery_sms_demo::protocol::amqp_table::from_field_table)
+            .unwrap_or_default();
+        assert_eq!(headers["x-death"][0]["reason"], "rejected", "{headers:?}");
+        if let Some(id) = headers.get("id").and_then(Value::as_str) {
+            let message = rejected.iter().find(|message| message.id == id);
+            let message = message.unwrap_or_else(|| panic!("{id} should not be dead-lettered"));
+            // The very message: 2 MB of junk is dead-lettered whole.
+            assert_eq!(dead.delivery.data, message.body, "{}", message.what);
+            dead_ids.push(id.to_owned());
+        }
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    assert_eq!(
+        dead_ids.len(),
+        rejected.len(),
+        "dead-lettered: {dead_ids:?}"
+    );
 }
 
 #[tokio::test]
 async fn survives_malformed_messages_over_redis() {
-    survives_malformed_messages(Kind::Redis).await;
+    survives_malformed_messages(Kind::Redis, &unique_name("bad-input"), None).await;
 }
 
 #[tokio::test]
 async fn survives_malformed_messages_over_amqp() {
-    survives_malformed_messages(Kind::Amqp).await;
+    survives_malformed_messages(Kind::Amqp, &unique_name("bad-input"), None).await;
 }
 
 /// A queue the operator declared with a dead-letter exchange: the worker
-/// uses it as it is, and a rejected message ends up in the dead-letter queue
-/// instead of being lost.
+/// uses it as it is, and every message it rejects ends up in the
+/// dead-letter queue instead of being lost.
 #[tokio::test]
 async fn rejected_messages_are_dead_lettered_over_amqp() {
     let queue = unique_name("dlx");
@@ -517,62 +701,8 @@ async fn rejected_messages_are_dead_lettered_over_amqp() {
         .unwrap();
     let _ = connection.close(200, "bye".into()).await;
 
-    let mut worker = start_worker(Kind::Amqp, &queue, &["-c", "1"], &[]).await;
-
-    let id = uuid::Uuid::new_v4().to_string();
-    let task_headers = headers("SMS", &id);
-    publish(
-        &queue,
-        amqp_properties(Some(&task_headers), "application/json", "utf-8"),
-        b"{not json",
-    )
-    .await;
-
-    let deadline = Instant::now() + WAIT;
-    while shared::testing::ready_count(&dlq).await < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the rejected message never reached '{dlq}'; log:\n{}",
-            worker.log_text()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-    let result = wait_for_result(&id).await;
-    assert_eq!(result["status"], "FAILURE", "{result}");
-    assert_eq!(result["result"]["exc_type"], "DecodeError", "{result}");
-
-    // It is our message, dead-lettered because it was rejected.
-    let connection = shared::testing::test_connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    let dead = channel
-        .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("the dead-letter queue is empty");
-    assert_eq!(dead.delivery.data, b"{not json");
-    let dead_headers = celery_sms_demo::protocol::amqp_table::from_field_table(
-        dead.delivery.properties.headers().as_ref().unwrap(),
-    );
-    assert_eq!(dead_headers["id"], id.as_str());
-    assert_eq!(
-        dead_headers["x-death"][0]["reason"], "rejected",
-        "{dead_headers:?}"
-    );
-    let _ = connection.close(200, "bye".into()).await;
-
-    // A good task on the same queue still runs (our producer, too, accepts
-    // the queue's arguments).
-    let good = send(Kind::Amqp, &queue, &["13800000000", "123456"]).await;
-    assert_eq!(wait_for_result(&good).await["status"], "SUCCESS");
-    assert_eq!(queue_length(Kind::Amqp, &queue).await, 0);
-
-    worker.signal("-TERM");
-    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
-    assert!(!worker.log_text().contains("panicked"));
-
-    delete_queue(Kind::Amqp, &queue).await;
+    survives_malformed_messages(Kind::Amqp, &queue, Some(&dlq)).await;
     shared::testing::delete_queue(&dlq).await;
-    delete_task_keys(&[id, good]).await;
 }
 
 /// Runs the CLI and returns its output in the shared bad-input shape.

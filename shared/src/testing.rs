@@ -85,6 +85,32 @@ pub async fn ready_count(name: &str) -> u32 {
     count
 }
 
+/// A queue's `(ready, unacknowledged)` message counts, exact (from
+/// `rabbitmqctl`, not the management API's sampled statistics); `None` if
+/// the queue does not exist.
+pub fn queue_counts(name: &str) -> Option<(u64, u64)> {
+    let output = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .unwrap_or_else(|error| panic!("rabbitmqctl is needed for this test: {error}"));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    listing.lines().find_map(|line| {
+        let mut fields = line.split('\t');
+        if fields.next() != Some(name) {
+            return None;
+        }
+        let ready = fields.next()?.trim().parse().ok()?;
+        let unacked = fields.next()?.trim().parse().ok()?;
+        Some((ready, unacked))
+    })
+}
+
 /// Force-closes the broker connection(s) whose name contains `name_part`,
 /// like an operator running `rabbitmqctl close_connection`. Returns how many
 /// were closed. Only the caller's own connections match, so tests running
