@@ -215,6 +215,14 @@ struct SendArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 
+    /// With --count: send at this steady rate (tasks per second) instead of as fast as possible.
+    #[arg(long, requires = "count", value_parser = tasks_per_second)]
+    rate: Option<f64>,
+
+    /// With --count: print each task's id once the broker has taken it (the summary goes to stderr).
+    #[arg(long, requires = "count")]
+    ids: bool,
+
     /// Wait for the result and print it (needs --result-backend).
     #[arg(long)]
     wait: bool,
@@ -368,25 +376,10 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     let mut producer = Producer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
 
     if let Some(count) = args.count {
-        let started = Instant::now();
-        let mut sent = 0u64;
-        while sent < count {
-            let batch = (count - sent).min(1000);
-            let messages: Vec<TaskMessage> = (0..batch)
-                .map(|_| TaskMessage::new(&args.task, task_args.clone(), Map::new(), &options))
-                .collect();
-            producer.send_batch(&messages, &args.queue).await?;
-            sent += batch;
-        }
-        producer.flush().await?;
-        let seconds = started.elapsed().as_secs_f64();
-        print_line(format_args!(
-            "sent {count} tasks to '{}' in {seconds:.2} s: {:.0} tasks/s",
-            args.queue,
-            count as f64 / seconds.max(1e-9)
-        ))?;
+        let make = || TaskMessage::new(&args.task, task_args.clone(), Map::new(), &options);
+        let sent = send_many(&args, &mut producer, count, make).await;
         producer.close().await;
-        return Ok(());
+        return sent;
     }
 
     let message = TaskMessage::new(&args.task, task_args, Map::new(), &options);
@@ -410,6 +403,72 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         print_result(&meta)?;
     }
     Ok(())
+}
+
+/// `send --count N [--rate R] [--ids]`: many tasks, as fast as the broker
+/// takes them (one pipelined round trip per thousand on Redis, a confirm
+/// window on AMQP) or at a steady rate. Ctrl-C or SIGTERM stops it; what was
+/// sent by then is still confirmed and counted.
+async fn send_many(
+    args: &SendArgs,
+    producer: &mut Producer,
+    count: u64,
+    make: impl Fn() -> TaskMessage,
+) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        if futures_lite::future::poll_once(shutdown.recv())
+            .await
+            .is_some()
+        {
+            break;
+        }
+        // With a rate: only what is due by now, so the stream stays steady.
+        let due = match args.rate {
+            Some(rate) => ((started.elapsed().as_secs_f64() * rate) as u64).min(count),
+            None => count,
+        };
+        let batch = due.saturating_sub(sent).min(1000);
+        if batch == 0 {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                () = tokio::time::sleep(Duration::from_millis(10)) => continue,
+            }
+        }
+        let messages: Vec<TaskMessage> = (0..batch).map(|_| make()).collect();
+        producer.send_batch(&messages, &args.queue).await?;
+        if args.ids {
+            // An id is printed only once the broker has taken the task.
+            producer.flush().await?;
+            for message in &messages {
+                print_line(&message.headers.id)?;
+            }
+        }
+        sent += batch;
+    }
+    producer.flush().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = format!(
+        "sent {sent} tasks to '{}' in {seconds:.2} s: {:.0} tasks/s",
+        args.queue,
+        sent as f64 / seconds.max(1e-9)
+    );
+    if args.ids {
+        tracing::info!("{summary}");
+    } else {
+        print_line(summary)?;
+    }
+    Ok(())
+}
+
+/// `--rate`: a positive number of tasks per second, at most a million.
+fn tasks_per_second(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 1e6 => Ok(rate),
+        _ => Err("expected a number of tasks per second from more than 0 to 1000000".to_owned()),
+    }
 }
 
 impl SendArgs {

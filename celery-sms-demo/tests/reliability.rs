@@ -220,6 +220,61 @@ async fn workers_share_a_queue_exactly_once_over_amqp() {
     workers_share_a_queue_exactly_once(Kind::Amqp).await;
 }
 
+/// `send --count N --rate R --ids`, the soak run's producer: a steady
+/// stream whose every printed id is a task the broker took, and ran.
+async fn a_steady_stream_prints_the_id_of_every_task_it_sent(kind: Kind) {
+    let queue = unique_name("stream");
+    let mut worker = start_worker(kind, &queue, &["-c", "2"], &[]).await;
+    let started = Instant::now();
+    let broker = kind.broker();
+    let (code, stdout, stderr) = run_cli(&[
+        "send",
+        "13800000000",
+        "123456",
+        "--queue",
+        &queue,
+        "--broker",
+        &broker,
+        "--count",
+        "60",
+        "--rate",
+        "100",
+        "--ids",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    // 60 tasks at 100 a second take about 0.6 s, not as long as a burst.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let ids: Vec<&str> = stdout.lines().collect();
+    assert_eq!(ids.len(), 60, "{stdout}");
+    assert!(
+        stderr.contains("sent 60 tasks"),
+        "the summary goes to stderr: {stderr}"
+    );
+    wait_until_all_ran(&[&worker], 60, "the streamed tasks").await;
+    let ran = success_counts(&[worker.log()]);
+    for id in ids {
+        assert!(ran.contains_key(id), "{id} was printed but never ran");
+    }
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0));
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn a_steady_stream_prints_the_id_of_every_task_it_sent_over_redis() {
+    a_steady_stream_prints_the_id_of_every_task_it_sent(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn a_steady_stream_prints_the_id_of_every_task_it_sent_over_amqp() {
+    a_steady_stream_prints_the_id_of_every_task_it_sent(Kind::Amqp).await;
+}
+
 /// Warm shutdown mid-batch: running tasks finish and are acked, prefetched
 /// ones go back to the queue, and a second worker finishes the batch with
 /// every task run exactly once.

@@ -203,10 +203,9 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
     match tokio::time::timeout(handshake, Connection::connect_uri(uri.clone(), properties)).await {
         Ok(Ok(connection)) => {
             info!("Connected to {shown_url}");
-            log_losses_and_recoveries(
-                &connection,
-                ConnectionWatch::new(format!("RabbitMQ at {shown_url}")),
-            );
+            // Named, since one program may hold several connections.
+            let watch = ConnectionWatch::new(format!("RabbitMQ at {shown_url} ('{name}')"));
+            log_losses_and_recoveries(&connection, watch);
             Ok(connection)
         }
         Ok(Err(error)) => Err(classify_connect_error(error, &uri, shown_url, settings)),
