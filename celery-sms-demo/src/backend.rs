@@ -50,6 +50,18 @@ pub enum BackendError {
     Timeout { task_id: String, waited: Duration },
 }
 
+impl BackendError {
+    /// True if the backend was away (it may be back in a moment), as opposed
+    /// to refusing what we asked.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            BackendError::Redis { source, .. } => is_connection_error(source),
+            BackendError::Connect(RedisConnectError::Unreachable { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A task state, as Celery names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -15,7 +15,7 @@ mod common;
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use chrono::NaiveDateTime;
-use common::{Kind, Process, REDIS_BROKER, WAIT, WORKER, redis, unique_name};
+use common::{Kind, PrivateRedis, Process, REDIS_BROKER, WAIT, WORKER, redis, unique_name};
 use lapin::options::BasicGetOptions;
 use serde_json::Value;
 use tokio::{
@@ -31,10 +31,14 @@ struct Beat {
 
 impl Beat {
     fn start(kind: Kind, schedule: &Schedule, extra: &[&str]) -> Beat {
+        Beat::start_with_lease(kind, REDIS_BROKER, schedule, extra)
+    }
+
+    fn start_with_lease(kind: Kind, lease: &str, schedule: &Schedule, extra: &[&str]) -> Beat {
         let mut command = Command::new(WORKER);
         command
             .args(["beat", "-l", "info", "--broker", &kind.broker()])
-            .args(["--lease-redis", REDIS_BROKER, "--schedule"])
+            .args(["--lease-redis", lease, "--schedule"])
             .arg(&schedule.path)
             .args(extra)
             .env_remove("CELERY_BROKER_URL");
@@ -198,6 +202,49 @@ async fn every_second_arrives_on_schedule_on_redis() {
 #[tokio::test]
 async fn every_second_arrives_on_schedule_on_rabbitmq() {
     arrives_on_schedule(Kind::Amqp).await;
+}
+
+/// Beat's lease Redis crashes and comes back: beat stops sending (it cannot
+/// prove it leads), says so once rather than every tick, and sends again
+/// once the lease is its own again.
+#[tokio::test]
+async fn a_lease_redis_outage_is_logged_once_and_beat_goes_on() {
+    let mut lease = PrivateRedis::start().await;
+    let queue = unique_name("beat-lease-outage");
+    let schedule = Schedule::every_second(&queue);
+    let beat = Beat::start_with_lease(Kind::Redis, &lease.url(0), &schedule, &["--lease-ttl", "2"]);
+    beat.wait_for("Sending due task", WAIT).await;
+    lease.crash().await;
+    sleep(Duration::from_secs(4)).await;
+    lease.restart().await;
+    beat.wait_for("re-established after", WAIT).await;
+    let sent_before = beat.sends().len();
+    let deadline = Instant::now() + WAIT;
+    while beat.sends().len() < sent_before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "beat did not send again:\n{}",
+            beat.log().join("\n")
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let log = beat.stop().await;
+    drain(Kind::Redis, &queue).await;
+    schedule.clean().await;
+    let lost: Vec<&String> = log
+        .iter()
+        .filter(|line| {
+            line.contains("WARNING") && line.contains("Connection to beat's lease Redis at")
+        })
+        .collect();
+    assert_eq!(
+        lost.len(),
+        1,
+        "one warning for the outage:\n{}",
+        log.join("\n")
+    );
+    let warnings = log.iter().filter(|line| line.contains("WARNING")).count();
+    assert!(warnings <= 3, "a flood of warnings:\n{}", log.join("\n"));
 }
 
 #[tokio::test]

@@ -391,15 +391,8 @@ async fn survives_a_dropped_amqp_connection() {
 /// disturbs no other test.
 #[tokio::test]
 async fn survives_a_redis_crash_and_restart() {
-    let dir = std::env::temp_dir().join(unique_name("redis-crash"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let broker = format!("redis://127.0.0.1:{port}/0");
-    let mut redis_server = PrivateRedis::start(port, &dir).await;
+    let mut redis_server = PrivateRedis::start().await;
+    let broker = redis_server.url(0);
 
     let queue = unique_name("crash");
     let gateway = FakeGateway::start(0, Duration::from_millis(20)).await;
@@ -417,7 +410,7 @@ async fn survives_a_redis_crash_and_restart() {
 
     redis_server.crash().await;
     sleep(Duration::from_millis(500)).await;
-    redis_server = PrivateRedis::start(port, &dir).await;
+    redis_server.restart().await;
 
     wait_until_all_ran(&[&worker], 300, "after Redis came back").await;
     // The crash did reach the worker, and an operator sees it: one
@@ -433,55 +426,146 @@ async fn survives_a_redis_crash_and_restart() {
         .await
         .unwrap();
     assert_eq!(unacked, 0, "bookkeeping left behind");
-    redis_server.crash().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `redis-server` of the test's own, persisted to `dir`.
-struct PrivateRedis {
-    child: tokio::process::Child,
-}
+/// The result backend crashes mid-stream and comes back: no result is lost
+/// (a task whose result could not be stored waits for the backend, then is
+/// requeued, never acked without it), and the outage is logged once.
+#[tokio::test]
+async fn survives_a_result_backend_crash_and_restart() {
+    let mut results = PrivateRedis::start().await;
+    let backend = results.url(0);
+    let kind = Kind::Redis;
+    let queue = unique_name("backend-crash");
+    let broker = kind.broker();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(send(kind, &queue, &["13800000000", "123456"]).await);
+    }
+    let gateway = FakeGateway::start(0, Duration::from_millis(50)).await;
+    let env = env_of(&gateway);
+    let mut worker = start_worker_on(
+        &broker,
+        &queue,
+        &["-c", "2", "--result-backend", &backend],
+        &as_refs(&env),
+    )
+    .await;
+    worker.wait_for_log("] succeeded in ", 5, WAIT).await;
+    results.crash().await;
+    sleep(Duration::from_millis(1500)).await;
+    results.restart().await;
 
-impl PrivateRedis {
-    async fn start(port: u16, dir: &std::path::Path) -> PrivateRedis {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server must be installed (scripts/services installs it)");
-        let url = format!("redis://127.0.0.1:{port}/0");
-        let deadline = Instant::now() + Duration::from_secs(10);
+    let mut connection = redis(&backend).await;
+    let deadline = Instant::now() + WAIT;
+    for id in &ids {
         loop {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut connection)
-                    .await
-                    .is_ok()
-            {
-                return PrivateRedis { child };
+            let meta: Option<String> = redis::cmd("GET")
+                .arg(format!("celery-task-meta-{id}"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if meta.is_some_and(|meta| meta.contains("SUCCESS")) {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on {port} did not start"
+                "no result for {id}:\n{}",
+                worker.log_text()
             );
             sleep(Duration::from_millis(50)).await;
         }
     }
+    assert_outage_logged(&worker, "the result backend at redis://127.0.0.1").await;
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+    delete_queue(kind, &queue).await;
+}
 
-    /// SIGKILL: no chance to save or say goodbye.
-    async fn crash(&mut self) {
-        let _ = self.child.kill().await;
+/// kombu's `Message.requeue`: a delivery settled with `Requeue` goes back
+/// to the end of its queue and leaves no bookkeeping behind; one settled
+/// with `Ack` is gone. (The settlement used to be ignored: a requeue was
+/// acked.)
+#[tokio::test]
+async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
+    use celery_sms_demo::{
+        broker::{Consumer, ConsumerConfig, Settlement, redis::UNACKED},
+        protocol::{SendOptions, TaskMessage},
+    };
+    let queue = unique_name("requeue");
+    let message = |code: &str| {
+        TaskMessage::new(
+            "SMS",
+            vec![serde_json::json!("13800000000"), serde_json::json!(code)],
+            serde_json::Map::new(),
+            &SendOptions::default(),
+        )
+    };
+    let (kept, gone) = (message("1111"), message("2222"));
+    let mut connection = redis(REDIS_BROKER).await;
+    for sent in [&kept, &gone] {
+        let _: usize = redis::cmd("LPUSH")
+            .arg(&queue)
+            .arg(celery_sms_demo::protocol::redis_envelope::encode(
+                sent, &queue,
+            ))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
     }
+    let config = ConsumerConfig {
+        url: REDIS_BROKER.to_owned(),
+        queues: vec![queue.clone()],
+        prefetch: 2,
+        visibility_timeout: Duration::from_secs(3600),
+        amqp: shared::AmqpSettings::new(shared::testing::amqp_url()),
+    };
+    let (consumer, mut deliveries) = Consumer::start(&config).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(WAIT, deliveries.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        received.push(delivery);
+    }
+    // No more fetching: the requeued message must stay in the queue.
+    consumer.stop_fetching();
+    for delivery in received {
+        let id = delivery.received.task_id.clone().unwrap();
+        let settlement = if id == kept.headers.id {
+            Settlement::Requeue
+        } else {
+            Settlement::Ack
+        };
+        consumer.settle(delivery.token, settlement).await;
+    }
+    consumer.close().await;
+
+    let waiting: Vec<String> = redis::cmd("LRANGE")
+        .arg(&queue)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let back = celery_sms_demo::protocol::redis_envelope::decode(waiting[0].as_bytes());
+    assert_eq!(back.task_id.as_deref(), Some(kept.headers.id.as_str()));
+    let in_unacked: Vec<String> = redis::cmd("HVALS")
+        .arg(UNACKED)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        !in_unacked
+            .iter()
+            .any(|entry| entry.contains(&kept.headers.id) || entry.contains(&gone.headers.id)),
+        "bookkeeping left behind"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&queue)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
 }

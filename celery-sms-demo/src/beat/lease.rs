@@ -116,6 +116,16 @@ impl Lease {
         matches!(self.role, Role::Leader { valid_until, .. } if now < valid_until)
     }
 
+    /// Until when this beat may send (the fence), if it leads. A send still
+    /// under way then is abandoned: it may not finish after a standby could
+    /// have taken over.
+    pub fn sends_until(&self) -> Option<Instant> {
+        match self.role {
+            Role::Leader { valid_until, .. } => Some(valid_until),
+            Role::Standby { .. } => None,
+        }
+    }
+
     /// What to do at `now`, if anything. Call [`expire`](Self::expire) first.
     pub fn due(&self, now: Instant) -> Option<Action> {
         match self.role {

@@ -149,6 +149,8 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         None => StateStore::Redis {
             connection: redis.manager(),
             key: config.state_key(),
+            // As the lease's commands: an outage must not freeze the tick.
+            timeout: config.lease_ttl / 4,
         },
     };
     let holder = format!(
@@ -157,7 +159,8 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut redis_lease = RedisLease::new(redis.clone(), config.lease_key(), holder);
+    let mut redis_lease =
+        RedisLease::new(redis.clone(), config.lease_key(), holder, config.lease_ttl);
     let ttl_ms = u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
 
     info!("beat: Starting...");
@@ -274,11 +277,18 @@ async fn tick(
         store.save(&schedule.entries[*index].name, *slot).await?;
     }
     for due in &plan.send {
-        // The fence: never start a send after our lease may have expired.
-        if !lease.may_send(Instant::now().into_std()) {
+        // The fence: never start a send after our lease may have expired,
+        // nor finish one (a send may wait out a broker outage): a standby
+        // may be leading by then.
+        let now = Instant::now();
+        let Some(fence) = lease
+            .sends_until()
+            .map(Instant::from_std)
+            .filter(|fence| now < *fence)
+        else {
             warn!("beat: lease about to expire; not sending until it is renewed");
-            return Ok(Some(Instant::now()));
-        }
+            return Ok(Some(now));
+        };
         let entry = &schedule.entries[due.entry];
         let message = beat_message(entry);
         info!(
@@ -289,12 +299,23 @@ async fn tick(
             entry.name,
             entry.task
         );
-        let sent = match producer {
-            Some(producer) => send(producer, &message, &entry.queue).await,
-            None => match Producer::connect(&config.broker_url, config.amqp.clone()).await {
-                Ok(new) => send(producer.insert(new), &message, &entry.queue).await,
-                Err(error) => Err(error),
-            },
+        let sent = {
+            let sending = async {
+                match producer.as_mut() {
+                    Some(producer) => send(producer, &message, &entry.queue).await,
+                    None => {
+                        match Producer::connect(&config.broker_url, config.amqp.clone()).await {
+                            Ok(new) => send(producer.insert(new), &message, &entry.queue).await,
+                            Err(error) => Err(error),
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout_at(fence, sending)
+                .await
+                .unwrap_or(Err(BrokerError::Unfinished {
+                    what: "beat's send, as its lease ran out,",
+                }))
         };
         if let Err(error) = sent {
             // Reconnect next time; the slot stays due (not recorded).

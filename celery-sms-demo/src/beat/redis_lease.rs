@@ -28,6 +28,10 @@ return 0
 /// One beat's handle on the lease key.
 pub struct RedisLease {
     redis: RedisConnection,
+    /// How long one lease command may take: a quarter of the ttl, so a Redis
+    /// that is away costs at most one renewal, not the lease, before beat
+    /// knows (the connection would otherwise wait for its reconnect).
+    call_timeout: std::time::Duration,
     key: String,
     /// Who we are: host, pid and a random part, so two beats on one host
     /// (or a restarted one with a recycled pid) never look alike.
@@ -46,9 +50,15 @@ impl std::fmt::Debug for RedisLease {
 }
 
 impl RedisLease {
-    pub fn new(redis: RedisConnection, key: String, holder: String) -> RedisLease {
+    pub fn new(
+        redis: RedisConnection,
+        key: String,
+        holder: String,
+        ttl: std::time::Duration,
+    ) -> RedisLease {
         RedisLease {
             redis,
+            call_timeout: ttl / 4,
             key,
             holder,
             renew: Script::new(RENEW_SCRIPT),
@@ -67,22 +77,22 @@ impl RedisLease {
     /// `SET key holder NX PX ttl`; if taken, `PTTL` to know when to retry.
     pub async fn acquire(&mut self, ttl_ms: u64) -> Acquired {
         let mut connection = self.redis.manager();
-        let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(&self.key)
+        let mut set = redis::cmd("SET");
+        set.arg(&self.key)
             .arg(&self.holder)
             .arg("NX")
             .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut connection)
-            .await;
+            .arg(ttl_ms);
+        let set: redis::RedisResult<Option<String>> =
+            self.bounded(set.query_async(&mut connection)).await;
         self.observe(&set);
         match set {
             Ok(Some(_)) => Acquired::Won,
             Ok(None) => {
-                let pttl: redis::RedisResult<i64> = redis::cmd("PTTL")
-                    .arg(&self.key)
-                    .query_async(&mut connection)
-                    .await;
+                let mut pttl = redis::cmd("PTTL");
+                pttl.arg(&self.key);
+                let pttl: redis::RedisResult<i64> =
+                    self.bounded(pttl.query_async(&mut connection)).await;
                 Acquired::Held {
                     // -2: gone meanwhile (retry now); -1: no expiry (someone
                     // set it by hand; poll).
@@ -98,13 +108,11 @@ impl RedisLease {
     }
 
     pub async fn renew(&mut self, ttl_ms: u64) -> Renewed {
-        let renewed: redis::RedisResult<i64> = self
-            .renew
-            .key(&self.key)
-            .arg(&self.holder)
-            .arg(ttl_ms)
-            .invoke_async(&mut self.redis.manager())
-            .await;
+        let mut connection = self.redis.manager();
+        let mut renew = self.renew.prepare_invoke();
+        renew.key(&self.key).arg(&self.holder).arg(ttl_ms);
+        let renewed: redis::RedisResult<i64> =
+            self.bounded(renew.invoke_async(&mut connection)).await;
         self.observe(&renewed);
         match renewed {
             Ok(1) => Renewed::Yes,
@@ -115,13 +123,20 @@ impl RedisLease {
 
     /// Gives the lease up (on shutdown), if it is still ours.
     pub async fn release(&mut self) -> bool {
-        let released: redis::RedisResult<i64> = self
-            .release
-            .key(&self.key)
-            .arg(&self.holder)
-            .invoke_async(&mut self.redis.manager())
-            .await;
+        let mut connection = self.redis.manager();
+        let mut release = self.release.prepare_invoke();
+        release.key(&self.key).arg(&self.holder);
+        let released: redis::RedisResult<i64> =
+            self.bounded(release.invoke_async(&mut connection)).await;
         matches!(released, Ok(1))
+    }
+
+    /// Runs one lease command within [`call_timeout`](Self::call_timeout).
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        super::state::bounded(self.call_timeout, call).await
     }
 
     /// Reports a call's outcome: a lost connection once to the watch, a

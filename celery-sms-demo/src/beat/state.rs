@@ -61,6 +61,8 @@ pub enum StateStore {
     Redis {
         connection: ConnectionManager,
         key: String,
+        /// How long one read or write may take (Redis may be restarting).
+        timeout: std::time::Duration,
     },
     File {
         path: PathBuf,
@@ -85,15 +87,21 @@ impl StateStore {
     /// warning): the entry then starts afresh rather than blocking beat.
     pub async fn load(&mut self) -> Result<State, StateError> {
         let raw: BTreeMap<String, String> = match self {
-            StateStore::Redis { connection, key } => redis::cmd("HGETALL")
-                .arg(&*key)
-                .query_async(connection)
-                .await
-                .map_err(|source| StateError::Redis {
-                    action: "read",
-                    key: key.clone(),
-                    source,
-                })?,
+            StateStore::Redis {
+                connection,
+                key,
+                timeout,
+            } => {
+                let mut read = redis::cmd("HGETALL");
+                read.arg(&*key);
+                bounded(*timeout, read.query_async(connection))
+                    .await
+                    .map_err(|source| StateError::Redis {
+                        action: "read",
+                        key: key.clone(),
+                        source,
+                    })?
+            }
             StateStore::File { path } => match std::fs::read(&*path) {
                 Ok(bytes) => {
                     serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
@@ -127,17 +135,21 @@ impl StateStore {
     pub async fn save(&mut self, entry: &str, slot: DateTime<Utc>) -> Result<(), StateError> {
         let text = slot.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         match self {
-            StateStore::Redis { connection, key } => redis::cmd("HSET")
-                .arg(&*key)
-                .arg(entry)
-                .arg(text)
-                .query_async::<()>(connection)
-                .await
-                .map_err(|source| StateError::Redis {
-                    action: "write",
-                    key: key.clone(),
-                    source,
-                }),
+            StateStore::Redis {
+                connection,
+                key,
+                timeout,
+            } => {
+                let mut write = redis::cmd("HSET");
+                write.arg(&*key).arg(entry).arg(text);
+                bounded(*timeout, write.query_async::<()>(connection))
+                    .await
+                    .map_err(|source| StateError::Redis {
+                        action: "write",
+                        key: key.clone(),
+                        source,
+                    })
+            }
             StateStore::File { .. } => {
                 let mut state = self.load().await?;
                 state.insert(entry.to_owned(), slot);
@@ -147,6 +159,21 @@ impl StateStore {
                 write_file(path, &state)
             }
         }
+    }
+}
+
+/// Runs one Redis call within `timeout`; running out of it is a timed-out
+/// I/O error, which the caller treats as Redis being away.
+pub async fn bounded<T>(
+    timeout: std::time::Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))),
     }
 }
 

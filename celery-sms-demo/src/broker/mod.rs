@@ -47,6 +47,9 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+    /// Given up before the broker answered (the broker is slow or away).
+    #[error("{what} was given up before the broker answered")]
+    Unfinished { what: &'static str },
 }
 
 impl BrokerError {
@@ -57,6 +60,7 @@ impl BrokerError {
             BrokerError::RedisConnect(RedisConnectError::Unreachable { .. }) => true,
             BrokerError::Redis { source, .. } => redis::is_connection_error(source),
             BrokerError::Amqp(AmqpError::Unreachable { .. }) => true,
+            BrokerError::Unfinished { .. } => true,
             BrokerError::Amqp(AmqpError::Broker { source, .. }) => {
                 shared::amqp::is_connection_error(source)
             }

@@ -8,12 +8,15 @@
 //! backend, and only then is the message acked (Celery's `acks_late`): a
 //! worker that dies mid-task leaves the message to be delivered again.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
@@ -223,19 +226,39 @@ async fn store_unless_ignored(
     store(context, meta).await
 }
 
+/// How long a result waits for the backend to come back before its task is
+/// requeued, and how often it tries meanwhile.
+const STORE_PATIENCE: Duration = Duration::from_secs(5);
+const STORE_RETRY_EVERY: Duration = Duration::from_millis(250);
+
 /// Stores a result. If the backend cannot take it, the message is requeued:
 /// acking it would lose the result for good.
+///
+/// While the backend is away (its outage is logged once, by its watch), the
+/// store is tried again for [`STORE_PATIENCE`] first: requeueing at once
+/// would have the task fetched and run again straight away, over and over,
+/// for as long as the outage lasts.
 async fn store(context: &WorkerContext, meta: ResultMeta) -> Settlement {
     let Some(backend) = &context.backend else {
         return Settlement::Ack;
     };
-    // Boxed: a Redis script call is a large future, and inlining it would
-    // make every task's future (copied on each spawn) that much larger.
-    match Box::pin(backend.store(&meta)).await {
-        Ok(_) => Settlement::Ack,
-        Err(error) => {
-            warn!(task_id = %meta.task_id, "{error}; requeueing the task");
-            Settlement::Requeue
+    let give_up = tokio::time::Instant::now() + STORE_PATIENCE;
+    loop {
+        // Boxed: a Redis script call is a large future, and inlining it would
+        // make every task's future (copied on each spawn) that much larger.
+        match Box::pin(backend.store(&meta)).await {
+            Ok(_) => return Settlement::Ack,
+            Err(error) if error.is_connection_error() => {
+                if tokio::time::Instant::now() >= give_up {
+                    debug!(task_id = %meta.task_id, "{error}; requeueing the task");
+                    return Settlement::Requeue;
+                }
+                tokio::time::sleep(STORE_RETRY_EVERY).await;
+            }
+            Err(error) => {
+                warn!(task_id = %meta.task_id, "{error}; requeueing the task");
+                return Settlement::Requeue;
+            }
         }
     }
 }

@@ -193,18 +193,12 @@ pub async fn start_worker_on(
     env: &[(&str, &str)],
 ) -> Process {
     let mut command = Command::new(WORKER);
+    command.args(["worker", "-l", "info", "-Q", queue, "--broker", broker]);
+    // The shared result backend, unless the test brings its own.
+    if !args.contains(&"--result-backend") {
+        command.args(["--result-backend", RESULTS]);
+    }
     command
-        .args([
-            "worker",
-            "-l",
-            "info",
-            "-Q",
-            queue,
-            "--broker",
-            broker,
-            "--result-backend",
-            RESULTS,
-        ])
         .args(args)
         .env_remove("CELERY_BROKER_URL")
         .env_remove("CELERY_RESULT_BACKEND")
@@ -400,5 +394,94 @@ pub async fn wait_for_result(id: &str) -> serde_json::Value {
         }
         assert!(Instant::now() < deadline, "no final result for {id}");
         sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `redis-server` of the test's own, on a free port, persisted to a
+/// directory of its own with its append-only file fsynced on every write
+/// (so a `kill -9` loses nothing it acknowledged). Killing it disturbs no
+/// other test. Stopped and removed on drop.
+pub struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let dir = std::env::temp_dir().join(unique_name("private-redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateRedis {
+            child: None,
+            port,
+            dir,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Starts it (again, on the same port and data) and waits for a PONG.
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (scripts/services installs it)");
+        self.child = Some(child);
+        let url = self.url(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {} did not start",
+                self.port
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to save or say goodbye.
+    pub async fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
