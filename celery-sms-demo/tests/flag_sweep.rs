@@ -33,6 +33,36 @@ fn no_worker_flag_value_panics() {
     sweep("worker", &[]);
 }
 
+/// The SMS gateway's settings are variables, not flags: each one swept with
+/// the others valid, so the value reaches the gateway's checks.
+#[test]
+fn no_gateway_variable_value_panics() {
+    let problems = shared::testing::Sweep {
+        binary: DEMO,
+        command: &["worker"],
+        base: &DEAD,
+        base_env: &[
+            ("SMS_GATEWAY", "ronglian"),
+            ("RONGLIAN_ACCOUNT_SID", "8aaf0708697b6beb0169c1f12db32e2a"),
+            ("RONGLIAN_AUTH_TOKEN", "0123456789abcdef0123456789abcdef"),
+            ("RONGLIAN_APP_ID", "8aaf0708697b6beb0169c1f12e082e30"),
+        ],
+        variables: &[
+            "SMS_GATEWAY",
+            "RONGLIAN_ACCOUNT_SID",
+            "RONGLIAN_AUTH_TOKEN",
+            "RONGLIAN_APP_ID",
+            "RONGLIAN_BASE_URL",
+            "RONGLIAN_TIMEOUT_SECS",
+            "RUST_LOG",
+        ],
+        only_variables: true,
+        ..Default::default()
+    }
+    .run();
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
 #[test]
 fn no_send_flag_value_panics() {
     sweep("send", &["13800000000", "123456"]);

@@ -199,6 +199,11 @@ pub struct Sweep<'a> {
     pub base_env: &'a [(&'a str, &'a str)],
     /// The command's positional arguments.
     pub positional: &'a [&'a str],
+    /// Variables the command reads that are no flag's (`SMS_GATEWAY`,
+    /// `RUST_LOG`): swept too, one at a time.
+    pub variables: &'a [&'a str],
+    /// Sweep only `variables` (another sweep does the flags).
+    pub only_variables: bool,
 }
 
 impl Sweep<'_> {
@@ -228,7 +233,12 @@ impl Sweep<'_> {
     fn runs(&self) -> Vec<Run> {
         let values = hostile_values();
         let mut runs = Vec::new();
-        for flag in flags_of(self.binary, self.command) {
+        let flags = if self.only_variables {
+            Vec::new()
+        } else {
+            flags_of(self.binary, self.command)
+        };
+        for flag in flags {
             if flag.takes_value {
                 for value in &values {
                     runs.push((self.args_with(Some((&flag.long, value))), Vec::new()));
@@ -246,6 +256,14 @@ impl Sweep<'_> {
                 for value in &values {
                     runs.push((args.clone(), vec![(env.clone(), value.clone())]));
                 }
+            }
+        }
+        for name in self.variables {
+            for value in &values {
+                runs.push((
+                    self.args_with(None),
+                    vec![((*name).to_owned(), value.clone())],
+                ));
             }
         }
         let count = self.positional.len();
@@ -279,8 +297,14 @@ fn run_all(binary: &str, runs: Vec<Run>, base_env: &[(&str, &str)]) -> Vec<Strin
             std::thread::spawn(move || {
                 loop {
                     let next = runs.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some((args, mut envs)) = next else { return };
-                    envs.splice(0..0, base_env.iter().cloned());
+                    let Some((args, swept)) = next else { return };
+                    // The swept variable wins over a base one of the same name.
+                    let mut envs: Vec<(String, OsString)> = base_env
+                        .iter()
+                        .filter(|(name, _)| swept.iter().all(|(other, _)| other != name))
+                        .cloned()
+                        .collect();
+                    envs.extend(swept);
                     if let Some(found) = problem(&binary, &args, &envs) {
                         problems
                             .lock()
