@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use celery_sms_demo::{
+use celery_core::{
     backend::ResultBackend,
     beat::{self, BeatConfig},
     broker::{Producer, Transport},
@@ -16,6 +16,7 @@ use celery_sms_demo::{
     },
     worker::{self, ShutdownSignals, WorkerConfig},
 };
+use celery_sms_demo::app::{self, SmsSettings};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -94,9 +95,13 @@ struct WorkerArgs {
     #[command(flatten)]
     broker: BrokerArgs,
 
-    /// Tasks run at once (default: the number of CPUs, as Celery).
+    /// Async tasks run at once (default 256: tasks mostly wait on the network, and a slot is cheap).
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: Option<u32>,
+
+    /// Threads for blocking tasks, run beside the async ones (default: the number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    blocking_threads: Option<u32>,
 
     /// Queues to consume, comma-separated.
     #[arg(short = 'Q', long, default_value = "celery", value_delimiter = ',', value_parser = queue_name)]
@@ -283,25 +288,33 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let hostname = args
         .hostname
         .unwrap_or_else(|| format!("celery@{}", shared::settings::hostname()));
-    let concurrency = match args.concurrency {
-        Some(n) => n as usize,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
     let beat_config = match args.beat {
         true => Some(args.beat_options.config(&args.broker, hostname.clone())?),
         false => None,
     };
+    let registry = app::registry(&SmsSettings {
+        sent_records_url: args.sent_records_url,
+        broker_url: args.broker.broker.clone(),
+        result_backend: args.broker.result_backend.clone(),
+        connect_timeout: args.broker.connect_timeout,
+        retry_backoff: args.retry_backoff,
+    })
+    .await?;
     let config = WorkerConfig {
         amqp: args.broker.amqp(None),
         broker_url: args.broker.broker,
         result_backend: args.broker.result_backend,
-        concurrency,
+        concurrency: args
+            .concurrency
+            .map_or(worker::DEFAULT_CONCURRENCY, |n| n as usize),
+        blocking_pool: args
+            .blocking_threads
+            .map_or_else(worker::default_blocking_pool, |n| n as usize),
         queues: args.queues,
         prefetch_multiplier: args.prefetch_multiplier as usize,
         visibility_timeout: args.visibility_timeout,
         hostname,
-        sent_records_url: args.sent_records_url,
-        retry_backoff: args.retry_backoff,
+        app_name: "celery_tasks".to_owned(),
         banner: true,
     };
     let signals = ShutdownSignals::default();
@@ -324,7 +337,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             result
         })
     });
-    let worker_result = worker::run(config, signals.clone()).await;
+    let worker_result = worker::run(config, registry, signals.clone()).await;
     if let Some(beat) = beat {
         signals.warm.cancel();
         beat.await.context("the beat task panicked")??;
@@ -512,10 +525,10 @@ fn print_result(meta: &Value) -> anyhow::Result<()> {
                 .map(|m| match m {
                     Value::Array(items) => items
                         .iter()
-                        .map(celery_sms_demo::protocol::pyrepr::repr)
+                        .map(celery_core::protocol::pyrepr::repr)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    other => celery_sms_demo::protocol::pyrepr::repr(other),
+                    other => celery_core::protocol::pyrepr::repr(other),
                 })
                 .unwrap_or_default();
             print_line(format_args!("{state} {exc_type}({message})"))?;
@@ -527,7 +540,7 @@ fn print_result(meta: &Value) -> anyhow::Result<()> {
         _ => {
             print_line(format_args!(
                 "{state} {}",
-                celery_sms_demo::protocol::pyrepr::repr(&result)
+                celery_core::protocol::pyrepr::repr(&result)
             ))?;
             Ok(())
         }

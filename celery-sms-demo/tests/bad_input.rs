@@ -20,7 +20,7 @@ mod common;
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use celery_sms_demo::protocol::amqp_table::to_field_table;
+use celery_core::protocol::amqp_table::to_field_table;
 use common::*;
 use lapin::{
     BasicProperties, Confirmation,
@@ -644,7 +644,7 @@ async fn assert_dead_lettered(dlq: &str, rejected: &[&Bad], anonymous: usize) {
             .properties
             .headers()
             .as_ref()
-            .map(celery_sms_demo::protocol::amqp_table::from_field_table)
+            .map(celery_core::protocol::amqp_table::from_field_table)
             .unwrap_or_default();
         assert_eq!(headers["x-death"][0]["reason"], "rejected", "{headers:?}");
         if let Some(id) = headers.get("id").and_then(Value::as_str) {

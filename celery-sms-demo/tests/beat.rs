@@ -146,7 +146,7 @@ async fn drain(kind: Kind, queue: &str) -> Vec<serde_json::Map<String, Value>> {
                 .await
                 .unwrap()
             {
-                headers.push(celery_sms_demo::protocol::amqp_table::from_field_table(
+                headers.push(celery_core::protocol::amqp_table::from_field_table(
                     message.delivery.properties.headers().as_ref().unwrap(),
                 ));
             }
@@ -438,4 +438,27 @@ async fn a_bad_schedule_fails_with_file_and_line() {
         assert!(message.contains(&format!("{path}:{line}: ")), "{message}");
         assert!(message.contains(problem), "{message}");
     }
+}
+
+/// The sample schedule the README starts beat with parses, as documented.
+#[test]
+fn the_sample_schedule_file_parses() {
+    use celery_core::beat::schedule::{CatchUp, Timing, parse};
+    let text = include_str!("../beat-schedule.toml");
+    let schedule = parse(text, "beat-schedule.toml", "beat-schedule").unwrap();
+    assert_eq!(schedule.catch_up, CatchUp::Once);
+    assert_eq!(schedule.entries.len(), 2);
+    let report = schedule
+        .entries
+        .iter()
+        .find(|entry| entry.task == "SMS")
+        .unwrap();
+    assert_eq!(report.args.len(), 2);
+    assert!(matches!(&report.timing, Timing::Cron { tz, .. } if *tz == chrono_tz::Asia::Shanghai));
+    let cleanup = schedule
+        .entries
+        .iter()
+        .find(|entry| entry.task != "SMS")
+        .unwrap();
+    assert!(matches!(cleanup.timing, Timing::Every(period) if period == Duration::from_secs(30)));
 }

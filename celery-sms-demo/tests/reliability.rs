@@ -157,7 +157,7 @@ async fn kill_minus_nine_loses_nothing(kind: Kind) {
             .await
             .unwrap();
         assert_eq!(unacked, 0, "bookkeeping left behind");
-        let lists = celery_sms_demo::protocol::redis_envelope::queue_lists(&queue);
+        let lists = celery_core::protocol::redis_envelope::queue_lists(&queue);
         let _: redis::RedisResult<()> = redis::cmd("DEL")
             .arg(&lists[..])
             .query_async(&mut connection)
@@ -488,7 +488,7 @@ async fn survives_a_result_backend_crash_and_restart() {
 /// acked.)
 #[tokio::test]
 async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
-    use celery_sms_demo::{
+    use celery_core::{
         broker::{Consumer, ConsumerConfig, Settlement, redis::UNACKED},
         protocol::{SendOptions, TaskMessage},
     };
@@ -506,9 +506,7 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
     for sent in [&kept, &gone] {
         let _: usize = redis::cmd("LPUSH")
             .arg(&queue)
-            .arg(celery_sms_demo::protocol::redis_envelope::encode(
-                sent, &queue,
-            ))
+            .arg(celery_core::protocol::redis_envelope::encode(sent, &queue))
             .query_async(&mut connection)
             .await
             .unwrap();
@@ -550,7 +548,7 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
         .await
         .unwrap();
     assert_eq!(waiting.len(), 1, "{waiting:?}");
-    let back = celery_sms_demo::protocol::redis_envelope::decode(waiting[0].as_bytes());
+    let back = celery_core::protocol::redis_envelope::decode(waiting[0].as_bytes());
     assert_eq!(back.task_id.as_deref(), Some(kept.headers.id.as_str()));
     let in_unacked: Vec<String> = redis::cmd("HVALS")
         .arg(UNACKED)

@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use celery_sms_demo::{
+use celery_core::{
     broker::amqp::decode_delivery,
     protocol::amqp_table::{from_field_table, to_field_table},
 };

@@ -8,7 +8,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use celery_sms_demo::beat::cron::Cron;
+use celery_core::beat::cron::Cron;
 use chrono::DateTime;
 use chrono_tz::{TZ_VARIANTS, Tz};
 use libfuzzer_sys::fuzz_target;

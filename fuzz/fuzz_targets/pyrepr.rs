@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use celery_sms_demo::protocol::{
+use celery_core::protocol::{
     json::to_python_json,
     pyrepr::{abbreviate, args_repr, kwargs_repr, repr},
 };

@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use celery_sms_demo::protocol::redis_envelope::{decode, encode};
+use celery_core::protocol::redis_envelope::{decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|raw: &[u8]| {

@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use celery_sms_demo::beat::{
+use celery_core::beat::{
     beat_message,
     schedule::parse,
     scheduler::{State, plan},

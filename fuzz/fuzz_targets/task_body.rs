@@ -1,7 +1,8 @@
 //! Fuzz target: a task body `[args, kwargs, embed]` and what the worker does
 //! with it: decode it (`TaskMessage::decode`), bind the arguments the way
-//! Python would (`tasks::bind_arguments`), and run the blog's SMS task on
-//! them (with the console gateway: nothing leaves the machine).
+//! Python would (`task::bind_arguments`), and run the app's tasks on them —
+//! the blog's SMS task (with the console gateway: nothing leaves the
+//! machine), `add`, `mul`, `xsum` and `noop`.
 //!
 //! Properties: nothing panics; a body that decodes is written again
 //! (`body_json`, as a retry is) and decodes to the same message.
@@ -10,11 +11,11 @@
 
 use std::time::Duration;
 
-use celery_sms_demo::{
+use celery_core::{
     protocol::{TaskMessage, TaskProperties},
-    sms::Gateway,
-    tasks::{Registry, bind_arguments},
+    task::{TaskContext, bind_arguments},
 };
+use celery_sms_demo::{first_steps, sms::Gateway, sms_task::SmsTask};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 
@@ -53,10 +54,27 @@ fuzz_target!(|body: &[u8]| {
             assert_eq!(bound.len(), parameters.len());
         }
     }
-    let registry = Registry::new(
+    let sms = SmsTask::new(
         Gateway::Console(Default::default()),
         None,
         Duration::from_secs(1),
     );
-    futures_lite::future::block_on(registry.run(&message));
+    let request = TaskContext {
+        id: message.headers.id.clone(),
+        name: message.headers.task.clone(),
+        retries: message.headers.retries,
+    };
+    for task in [
+        sms.task(),
+        first_steps::add(),
+        first_steps::mul(),
+        first_steps::xsum(),
+        first_steps::noop(),
+    ] {
+        let _ = futures_lite::future::block_on(task.call(
+            request.clone(),
+            &message.args,
+            &message.kwargs,
+        ));
+    }
 });

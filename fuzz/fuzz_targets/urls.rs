@@ -10,7 +10,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use celery_sms_demo::broker::Transport;
+use celery_core::broker::Transport;
 use libfuzzer_sys::fuzz_target;
 use shared::{Redacted, amqp::parse_amqp_url};
 

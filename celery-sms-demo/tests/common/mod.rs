@@ -325,7 +325,7 @@ pub async fn delete_queue(kind: Kind, queue: &str) {
     match kind {
         Kind::Redis => {
             let mut connection = redis(REDIS_BROKER).await;
-            let lists = celery_sms_demo::protocol::redis_envelope::queue_lists(queue);
+            let lists = celery_core::protocol::redis_envelope::queue_lists(queue);
             let _: redis::RedisResult<()> = redis::cmd("DEL")
                 .arg(&lists[..])
                 .query_async(&mut connection)
@@ -355,7 +355,7 @@ pub async fn queue_length_on(broker: &str, kind: Kind, queue: &str) -> usize {
         Kind::Redis => {
             let mut connection = redis(broker).await;
             let mut total = 0;
-            for list in celery_sms_demo::protocol::redis_envelope::queue_lists(queue) {
+            for list in celery_core::protocol::redis_envelope::queue_lists(queue) {
                 let length: usize = redis::cmd("LLEN")
                     .arg(list)
                     .query_async(&mut connection)

@@ -1,14 +1,18 @@
 //! The worker: `celery -A celery_tasks.main worker -l info`, in Rust.
 //!
-//! [`run`] connects to the broker (and the result backend, if any), prints
-//! Celery's banner, then loops: take a delivery, spawn its processing
-//! ([`execute::process`]), repeat. Three limits keep it honest:
+//! [`run`] takes the application's [`Registry`], connects to the broker (and
+//! the result backend, if any), prints Celery's banner, then loops: take a
+//! delivery, spawn its processing ([`execute::process`]), repeat. Four
+//! limits keep it honest:
 //!
 //! * **prefetch** (`concurrency × prefetch_multiplier`, Celery's default 4):
 //!   messages taken from the broker but not yet acked, at most;
-//! * **concurrency** (`-c`, default the number of CPUs): tasks running at
-//!   once. Tasks are async, so one thread runs many; a slow SMS gateway call
-//!   waits without blocking anything else;
+//! * **concurrency** (`-c`): async tasks running at once. They share one
+//!   thread, and one waiting on the network (an SMS gateway's 100 ms) blocks
+//!   nothing else, so a slot costs a few hundred bytes, not a process;
+//! * **the blocking pool**: tasks declared [`Task::blocking`](crate::task::Task::blocking)
+//!   run on threads of their own, at most this many at once, so a body that
+//!   blocks or burns CPU never stalls the event loop;
 //! * **shutdown**: the first signal is a *warm* shutdown — stop fetching,
 //!   hand back what never started, let running tasks finish, ack, exit 0; a
 //!   second signal is a *cold* one — stop now and put every unacked message
@@ -26,20 +30,32 @@ use tracing::info;
 
 use crate::{
     backend::{BackendError, ResultBackend},
-    broker::{BrokerError, Consumer, ConsumerConfig, Producer, Transport},
-    redis_connection::{RedisConnectError, RedisConnection, Role},
-    sms::Gateway,
-    tasks::Registry,
+    broker::{BrokerError, Consumer, ConsumerConfig, Producer},
+    registry::Registry,
 };
 use execute::{Processed, WorkerContext, process};
 use shared::{AmqpSettings, Redacted};
+
+/// Async tasks at once, by default. Tasks mostly wait (on an HTTP gateway,
+/// a database); a slot is cheap, and two slots — Celery's default of one per
+/// CPU — would send two SMS at a time.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// Threads for blocking tasks, by default: one per CPU, as Celery's prefork
+/// pool has one process per CPU.
+pub fn default_blocking_pool() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Everything the worker needs to know.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub broker_url: String,
     pub result_backend: Option<String>,
+    /// Async tasks running at once (`-c`).
     pub concurrency: usize,
+    /// Blocking tasks running at once, each on a thread of its own.
+    pub blocking_pool: usize,
     pub queues: Vec<String>,
     pub prefetch_multiplier: usize,
     pub visibility_timeout: Duration,
@@ -47,12 +63,32 @@ pub struct WorkerConfig {
     pub hostname: String,
     /// Connection settings for an AMQP broker (its URL is `broker_url`).
     pub amqp: AmqpSettings,
-    /// Where the SMS task records what it sent; `None`: the broker if it is
-    /// Redis, else the result backend, else no record.
-    pub sent_records_url: Option<String>,
-    pub retry_backoff: Duration,
+    /// The application's name in the banner (`.> app:`).
+    pub app_name: String,
     /// Print the banner on stdout.
     pub banner: bool,
+}
+
+impl WorkerConfig {
+    /// Celery's defaults for everything but the broker: queue `celery`, no
+    /// result backend, [`DEFAULT_CONCURRENCY`], prefetch multiplier 4, a
+    /// one-hour visibility timeout, node `celery@<host>`.
+    pub fn new(broker_url: impl Into<String>) -> WorkerConfig {
+        let broker_url = broker_url.into();
+        WorkerConfig {
+            amqp: AmqpSettings::new(broker_url.clone()),
+            broker_url,
+            result_backend: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            blocking_pool: default_blocking_pool(),
+            queues: vec!["celery".to_owned()],
+            prefetch_multiplier: 4,
+            visibility_timeout: Duration::from_secs(3600),
+            hostname: format!("celery@{}", shared::settings::hostname()),
+            app_name: "celery-core".to_owned(),
+            banner: false,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -61,10 +97,8 @@ pub enum WorkerError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("{0}")]
-    Gateway(#[from] crate::sms::GatewayConfigError),
-    #[error(transparent)]
-    SentRecords(#[from] RedisConnectError),
+    #[error("no tasks to run: register at least one task before starting the worker")]
+    NoTasks,
 }
 
 /// The two stages of stopping, fired by the first and second signal.
@@ -80,13 +114,16 @@ pub struct WorkerReport {
     pub processed: u64,
 }
 
-/// Runs the worker until `signals.warm` fires (and then shuts down warm, or
-/// cold if `signals.cold` fires meanwhile).
+/// Runs the worker with the tasks of `registry` until `signals.warm` fires
+/// (and then shuts down warm, or cold if `signals.cold` fires meanwhile).
 pub async fn run(
     config: WorkerConfig,
+    registry: Registry,
     signals: ShutdownSignals,
 ) -> Result<WorkerReport, WorkerError> {
-    let gateway = Gateway::from_env()?;
+    if registry.is_empty() {
+        return Err(WorkerError::NoTasks);
+    }
     let backend = match &config.result_backend {
         Some(url) => Some(ResultBackend::connect(url, config.amqp.connect_timeout).await?),
         None => None,
@@ -106,8 +143,6 @@ pub async fn run(
     amqp.connection_name = Some(format!("{} producer", config.hostname));
     let producer = Producer::connect(&config.broker_url, amqp).await?;
     let (consumer, mut deliveries) = Consumer::start(&consumer_config).await?;
-    // After the broker: if that is down, say so, not that the records are.
-    let sent_records = sent_records(&config).await?;
     info!("Connected to {}", Redacted(&config.broker_url));
 
     if config.banner {
@@ -117,23 +152,27 @@ pub async fn run(
             "{}",
             banner::banner(&banner::BannerInfo {
                 hostname: &config.hostname,
+                app: &config.app_name,
                 transport: Redacted(&config.broker_url).to_string(),
                 results: backend
                     .as_ref()
                     .map_or_else(|| "disabled://".to_owned(), ResultBackend::shown_url),
                 concurrency: config.concurrency,
+                blocking_pool: config.blocking_pool,
                 queues: &config.queues,
+                tasks: registry.names().collect(),
             })
         );
     }
-    info!(gateway = gateway.name(), "{} ready.", config.hostname);
+    info!("{} ready.", config.hostname);
 
     let context = Arc::new(WorkerContext {
         consumer: consumer.clone(),
-        registry: Registry::new(gateway, sent_records, config.retry_backoff),
+        registry,
         backend,
         producer: tokio::sync::Mutex::new(producer),
         concurrency: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        blocking_pool: Arc::new(Semaphore::new(config.blocking_pool.max(1))),
         stop_waiting: CancellationToken::new(),
     });
     let mut in_flight = JoinSet::new();
@@ -184,28 +223,4 @@ pub async fn run(
         producer.close().await;
     }
     Ok(report)
-}
-
-/// The Redis for the SMS task's "already sent" records: `--sent-records-url`,
-/// else the broker if it is Redis, else the result backend if it is.
-///
-/// A URL that is given but unusable stops the worker: running on without
-/// the guard would quietly send a second SMS for every redelivered task.
-/// With no Redis anywhere there is no guard, and the log says so.
-async fn sent_records(config: &WorkerConfig) -> Result<Option<RedisConnection>, WorkerError> {
-    let is_redis = |url: &&String| matches!(Transport::of(url), Ok(Transport::Redis));
-    let url = config
-        .sent_records_url
-        .as_ref()
-        .or_else(|| Some(&config.broker_url).filter(is_redis))
-        .or_else(|| config.result_backend.as_ref().filter(is_redis));
-    let Some(url) = url else {
-        tracing::warn!(
-            "No Redis for the SMS task's \"already sent\" records (set --sent-records-url): a task redelivered after a crash may send its SMS twice"
-        );
-        return Ok(None);
-    };
-    let records =
-        RedisConnection::open(url, Role::SENT_RECORDS, config.amqp.connect_timeout).await?;
-    Ok(Some(records))
 }

@@ -18,6 +18,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use futures_lite::FutureExt;
+
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
     broker::{Consumer, Delivery, Producer, SettleToken, Settlement},
@@ -25,8 +27,10 @@ use crate::{
         TaskMessage,
         pyrepr::{abbreviate, repr},
     },
-    tasks::{Registry, TaskOutcome},
+    registry::Registry,
+    task::{Body, Task, TaskContext, TaskError, TaskResult},
 };
+use serde_json::Value;
 
 /// What every task run shares.
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub struct WorkerContext {
     pub producer: Mutex<Producer>,
     /// Tasks running at once, at most (`-c`).
     pub concurrency: Arc<Semaphore>,
+    /// Blocking tasks running at once, each on a thread of its own.
+    pub blocking_pool: Arc<Semaphore>,
     /// Fired at warm shutdown: tasks still waiting for their ETA give up.
     pub stop_waiting: CancellationToken,
 }
@@ -83,7 +89,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
         }
     };
     let (name, id) = (message.headers.task.clone(), message.headers.id.clone());
-    if !Registry::is_registered(&name) {
+    let Some(task) = context.registry.get(&name).cloned() else {
         error!(
             "Received unregistered task of type '{name}'. The message has been ignored and discarded. (id {id}, args {})",
             abbreviate(&repr(&serde_json::Value::Array(message.args.clone())), 1024)
@@ -93,7 +99,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
         store(&context, ResultMeta::failure(&id, &exception, None)).await;
         context.consumer.settle(token, Settlement::Reject).await;
         return Processed::Settled;
-    }
+    };
     info!("Task {name}[{id}] received");
     if message.embed.has_links() {
         warn!(
@@ -127,39 +133,39 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
 
     let settlement = {
         let _slot = context.concurrency.acquire().await;
-        run(&context, &message, &queue).await
+        run(&context, &task, &message, &queue).await
     };
     context.consumer.settle(token, settlement).await;
     Processed::Settled
 }
 
 /// Runs the task under its hard time limit, then logs and stores the outcome.
-async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Settlement {
+async fn run(
+    context: &WorkerContext,
+    task: &Task,
+    message: &TaskMessage,
+    queue: &str,
+) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
     let started = Instant::now();
-    // The registry's tasks are async (the gateway is an HTTP call), so they
-    // run on the event loop; a blocking task would go to spawn_blocking.
-    let outcome = match message.hard_time_limit() {
-        Some(limit) => match tokio::time::timeout(limit, context.registry.run(message)).await {
-            Ok(outcome) => outcome,
-            Err(_) => TaskOutcome::Failure(ExceptionInfo {
-                exc_type: "TimeLimitExceeded".to_owned(),
-                exc_message: vec![serde_json::json!(limit.as_secs_f64())],
-                exc_module: "celery.exceptions".to_owned(),
-            }),
-        },
-        None => context.registry.run(message).await,
-    };
+    let outcome = execute(context, task, message).await;
     let runtime = started.elapsed().as_secs_f64();
     match outcome {
-        TaskOutcome::Success(value) => {
+        Ok(value) => {
             info!(
                 "Task {name}[{id}] succeeded in {runtime}s: {}",
                 repr(&value)
             );
             store_unless_ignored(context, message, ResultMeta::success(id, value)).await
         }
-        TaskOutcome::Failure(exception) => {
+        Err(TaskError::Retry {
+            exception,
+            countdown,
+        }) if message.headers.retries < task.allowed_retries() => {
+            retry(context, message, queue, exception, countdown).await
+        }
+        // Out of retries: the reason for the last one is the failure.
+        Err(TaskError::Fail(exception) | TaskError::Retry { exception, .. }) => {
             error!(
                 "Task {name}[{id}] raised unexpected: {}",
                 exception.display()
@@ -175,43 +181,102 @@ async fn run(context: &WorkerContext, message: &TaskMessage, queue: &str) -> Set
             )
             .await
         }
-        TaskOutcome::Retry {
-            exception,
-            countdown,
-        } => {
-            // Celery's retry: publish a new message with the same id, then ack
-            // the original. If the publish fails, requeue the original instead
-            // — never ack a task whose retry was not sent.
-            // The countdown is capped (an hour), so "now + countdown" fits.
-            let eta = crate::protocol::time::after(Utc::now(), countdown).unwrap_or_else(Utc::now);
-            let retry = message.retry(eta);
-            let sent = Box::pin(async {
-                let mut producer = context.producer.lock().await;
-                match producer.send(&retry, queue).await {
-                    Ok(()) => producer.flush().await,
-                    Err(error) => Err(error),
-                }
-            })
-            .await;
-            if let Err(error) = sent {
-                warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
-                return Settlement::Requeue;
-            }
-            let reason = format!(
-                "Retry in {}s: {}",
-                countdown.as_secs_f64(),
-                exception.display()
-            );
-            info!("Task {name}[{id}] retry: {reason}");
-            let traceback = format!("celery.exceptions.Retry: {reason}\n");
-            store_unless_ignored(
-                context,
-                message,
-                ResultMeta::retry(id, &exception, traceback),
-            )
-            .await
-        }
     }
+}
+
+/// Runs the body: bound arguments, its pool, its time limit. A panic in the
+/// body is the task's failure, like an exception in Python: the message is
+/// still settled.
+async fn execute(context: &WorkerContext, task: &Task, message: &TaskMessage) -> TaskResult<Value> {
+    let bound = task.bind(&message.args, &message.kwargs)?;
+    let request = TaskContext {
+        id: message.headers.id.clone(),
+        name: message.headers.task.clone(),
+        retries: message.headers.retries,
+    };
+    let running = async {
+        match &task.body {
+            Body::Async(body) => std::panic::AssertUnwindSafe(body(request, bound))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(panicked(&*panic))),
+            Body::Blocking(body) => {
+                // The thread is taken only once a place in the pool is free;
+                // a time limit cannot stop it (a thread cannot be cancelled),
+                // it only stops waiting for it.
+                let _place = context.blocking_pool.acquire().await;
+                let body = body.clone();
+                match tokio::task::spawn_blocking(move || body(request, bound)).await {
+                    Ok(outcome) => outcome,
+                    Err(error) if error.is_panic() => Err(panicked(&*error.into_panic())),
+                    Err(error) => Err(TaskError::fail("Exception", "builtins", error.to_string())),
+                }
+            }
+        }
+    };
+    match message.hard_time_limit() {
+        Some(limit) => tokio::time::timeout(limit, running)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TaskError::Fail(ExceptionInfo {
+                    exc_type: "TimeLimitExceeded".to_owned(),
+                    exc_message: vec![serde_json::json!(limit.as_secs_f64())],
+                    exc_module: "celery.exceptions".to_owned(),
+                }))
+            }),
+        None => running.await,
+    }
+}
+
+/// A panic in a task body, as the failure it stores.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> TaskError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    TaskError::fail("Panic", "rust", format!("the task panicked: {what}"))
+}
+
+/// Celery's retry: publish a new message with the same id, then ack the
+/// original. If the publish fails, requeue the original instead — never ack
+/// a task whose retry was not sent.
+async fn retry(
+    context: &WorkerContext,
+    message: &TaskMessage,
+    queue: &str,
+    exception: ExceptionInfo,
+    countdown: Duration,
+) -> Settlement {
+    let (name, id) = (&message.headers.task, &message.headers.id);
+    // A countdown too far for the calendar means "now": a retry is never lost.
+    let eta = crate::protocol::time::after(Utc::now(), countdown).unwrap_or_else(Utc::now);
+    let retry = message.retry(eta);
+    let sent = Box::pin(async {
+        let mut producer = context.producer.lock().await;
+        match producer.send(&retry, queue).await {
+            Ok(()) => producer.flush().await,
+            Err(error) => Err(error),
+        }
+    })
+    .await;
+    if let Err(error) = sent {
+        warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
+        return Settlement::Requeue;
+    }
+    let reason = format!(
+        "Retry in {}s: {}",
+        countdown.as_secs_f64(),
+        exception.display()
+    );
+    info!("Task {name}[{id}] retry: {reason}");
+    let traceback = format!("celery.exceptions.Retry: {reason}\n");
+    store_unless_ignored(
+        context,
+        message,
+        ResultMeta::retry(id, &exception, traceback),
+    )
+    .await
 }
 
 /// Stores a result unless the task asked not to (`ignore_result`).

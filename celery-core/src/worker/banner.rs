@@ -3,16 +3,18 @@
 
 use std::fmt::Write;
 
-use crate::tasks::Registry;
-
 /// What the banner shows.
 #[derive(Debug)]
 pub struct BannerInfo<'a> {
     pub hostname: &'a str,
+    pub app: &'a str,
     pub transport: String,
     pub results: String,
     pub concurrency: usize,
+    pub blocking_pool: usize,
     pub queues: &'a [String],
+    /// The registry's task names, sorted.
+    pub tasks: Vec<&'a str>,
 }
 
 /// The banner text (goes to stdout, like Celery's).
@@ -42,7 +44,7 @@ pub fn banner(info: &BannerInfo<'_>) -> String {
     ];
     let lines = [
         format!(
-            "{} v{} (celery-sms-demo, Celery protocol 2)",
+            "{} v{} (celery-core, Celery protocol 2)",
             info.hostname,
             env!("CARGO_PKG_VERSION")
         ),
@@ -50,10 +52,13 @@ pub fn banner(info: &BannerInfo<'_>) -> String {
         format!("{platform} {now}"),
         String::new(),
         "[config]".to_owned(),
-        ".> app:         celery_tasks (Rust)".to_owned(),
+        format!(".> app:         {} (Rust)", info.app),
         format!(".> transport:   {}", info.transport),
         format!(".> results:     {}", info.results),
-        format!(".> concurrency: {} (tokio)", info.concurrency),
+        format!(
+            ".> concurrency: {} (async) + {} (blocking threads)",
+            info.concurrency, info.blocking_pool
+        ),
         ".> task events: OFF (not supported by this worker)".to_owned(),
         String::new(),
         "[queues]".to_owned(),
@@ -69,7 +74,7 @@ pub fn banner(info: &BannerInfo<'_>) -> String {
         );
     }
     out.push_str("                \n\n[tasks]\n");
-    for task in Registry::NAMES {
+    for task in &info.tasks {
         let _ = writeln!(out, "  . {task}");
     }
     out

@@ -323,31 +323,6 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_file_parses() {
-        let text = include_str!("../../beat-schedule.toml");
-        let schedule = parse(text, "beat-schedule.toml", "beat-schedule").unwrap();
-        assert_eq!(schedule.catch_up, CatchUp::Once);
-        assert_eq!(schedule.entries.len(), 2);
-        let report = schedule
-            .entries
-            .iter()
-            .find(|entry| entry.task == "SMS")
-            .unwrap();
-        assert_eq!(report.args.len(), 2);
-        assert!(
-            matches!(&report.timing, Timing::Cron { tz, .. } if *tz == chrono_tz::Asia::Shanghai)
-        );
-        let cleanup = schedule
-            .entries
-            .iter()
-            .find(|entry| entry.task != "SMS")
-            .unwrap();
-        assert!(
-            matches!(cleanup.timing, Timing::Every(period) if period == Duration::from_secs(30))
-        );
-    }
-
-    #[test]
     fn entries_options_and_zones() {
         let schedule = parse(
             r#"

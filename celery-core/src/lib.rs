@@ -1,0 +1,67 @@
+//! Celery, in Rust: its wire protocol (protocol 2, JSON), the Redis and AMQP
+//! transports, a worker, the Redis result backend and beat — as a library a
+//! Python Celery shop can put beside its Python workers.
+//!
+//! The bytes on the wire are Celery's, captured from a real Celery 5.7
+//! (`../shared/celery-protocol.md`), so the pieces mix freely: a Python app's
+//! `delay()` runs on a Rust worker, a Rust producer's task runs on a Python
+//! worker, and either reads the other's results.
+//!
+//! An application registers its own tasks and runs the worker:
+//!
+//! ```no_run
+//! use celery_core::{registry::Registry, task::{Task, TaskResult}, worker};
+//!
+//! # async fn example(config: worker::WorkerConfig) -> Result<(), worker::WorkerError> {
+//! let registry = Registry::new().register(Task::new(
+//!     "add",
+//!     &["x", "y"],
+//!     |(x, y): (i64, i64)| async move { TaskResult::Ok(x + y) },
+//! ));
+//! worker::run(config, registry, worker::ShutdownSignals::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! `celery-sms-demo` is such an application: the blog's SMS task on top.
+//!
+//! # Layout
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`protocol`] | the message format: headers, body, kombu's Redis envelope, AMQP headers |
+//! | [`task`] | one task: name, parameters, typed body, retry or failure |
+//! | [`registry`] | the tasks a worker runs, by name |
+//! | [`broker`] | Redis and AMQP transports: sending, fetching, acking, restoring |
+//! | [`worker`] | the consume loop, concurrency, warm/cold shutdown, the banner |
+//! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`) |
+//! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
+//! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
+//!
+//! # Python Celery name → our name
+//!
+//! | Celery / kombu | here |
+//! |---|---|
+//! | `@app.task(name='add')` | [`task::Task::new`] (`bind=True`: [`task::Task::bound`]) |
+//! | `app.tasks`, `autodiscover_tasks` | [`registry::Registry`] |
+//! | `self.retry(countdown=…)` | [`task::TaskError::Retry`] → [`protocol::TaskMessage::retry`] |
+//! | `raise ValueError(…)` | [`task::TaskError::Fail`] |
+//! | `max_retries` | [`task::Task::max_retries`] |
+//! | `task.delay(*args)` / `apply_async` | [`protocol::TaskMessage::new`] + [`broker::Producer`] |
+//! | `AsyncResult(id).get()` | [`backend::ResultBackend`] |
+//! | `celery worker -c N -Q q` | [`worker::run`] with [`worker::WorkerConfig`] |
+//! | `worker_prefetch_multiplier` | [`worker::WorkerConfig::prefetch_multiplier`] |
+//! | `task_acks_late=True` | always: ack after the task ([`worker::execute`]) |
+//! | kombu `QoS` (`unacked`, `unacked_index`, `restore_visible`) | [`broker::redis::RedisConsumer`] |
+//! | `visibility_timeout` | [`worker::WorkerConfig::visibility_timeout`] |
+//! | kombu `Message.ack/reject/requeue` | [`broker::Settlement`] |
+//! | warm / cold shutdown | [`worker::ShutdownSignals`] |
+//! | `celery beat`, `beat_schedule` | [`beat::run`], a TOML schedule file |
+
+pub mod backend;
+pub mod beat;
+pub mod broker;
+pub mod protocol;
+pub mod redis_connection;
+pub mod registry;
+pub mod task;
+pub mod worker;

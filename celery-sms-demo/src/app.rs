@@ -1,0 +1,96 @@
+//! The app's task registry: what `celery_tasks.main` registers, in Rust.
+//!
+//! ```python
+//! celery_app.autodiscover_tasks(['celery_tasks.sms', 'celery_tasks.demo', …])
+//! ```
+//!
+//! [`registry`] builds the SMS task with its gateway (from `SMS_GATEWAY`)
+//! and its Redis for "already sent" records, then adds the first-steps tasks
+//! and `noop`. The worker gets the result: it knows nothing about SMS.
+
+use std::time::Duration;
+
+use celery_core::{
+    broker::Transport,
+    redis_connection::{RedisConnectError, RedisConnection, Role},
+    registry::Registry,
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::{
+    first_steps,
+    sms::{Gateway, GatewayConfigError},
+    sms_task::SmsTask,
+};
+
+/// Where the SMS task's "already sent" records live, and how to reach them.
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    /// `--sent-records-url`; `None`: the broker if it is Redis, else the
+    /// result backend if it is, else no records.
+    pub sent_records_url: Option<String>,
+    pub broker_url: String,
+    pub result_backend: Option<String>,
+    pub connect_timeout: Duration,
+    /// The first retry's delay (`--retry-backoff`).
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Gateway(#[from] GatewayConfigError),
+    #[error(transparent)]
+    SentRecords(#[from] RedisConnectError),
+}
+
+/// Every task of the app: `SMS`, `add`, `mul`, `xsum`, `noop`.
+pub async fn registry(settings: &SmsSettings) -> Result<Registry, AppError> {
+    let gateway = Gateway::from_env()?;
+    info!(gateway = gateway.name(), "SMS gateway");
+    let sms = SmsTask::new(
+        gateway,
+        sent_records(settings).await?,
+        settings.retry_backoff,
+    );
+    Ok(Registry::new()
+        .register(sms.task())
+        .register(first_steps::add())
+        .register(first_steps::mul())
+        .register(first_steps::xsum())
+        .register(first_steps::noop()))
+}
+
+/// The Redis for the SMS task's "already sent" records.
+///
+/// A URL that is given but unusable stops the worker: running on without
+/// the guard would quietly send a second SMS for every redelivered task. An
+/// error names the setting the URL came from. With no Redis anywhere there
+/// is no guard, and the log says so.
+async fn sent_records(settings: &SmsSettings) -> Result<Option<RedisConnection>, AppError> {
+    let is_redis = |url: &&String| matches!(Transport::of(url), Ok(Transport::Redis));
+    let records = Role::SENT_RECORDS.name;
+    let (url, role) = if let Some(url) = &settings.sent_records_url {
+        (url, Role::SENT_RECORDS)
+    } else if let Some(url) = Some(&settings.broker_url).filter(is_redis) {
+        let role = Role {
+            name: records,
+            ..Role::BROKER
+        };
+        (url, role)
+    } else if let Some(url) = settings.result_backend.as_ref().filter(is_redis) {
+        let role = Role {
+            name: records,
+            ..Role::RESULT_BACKEND
+        };
+        (url, role)
+    } else {
+        warn!(
+            "No Redis for the SMS task's \"already sent\" records (set --sent-records-url): a task redelivered after a crash may send its SMS twice"
+        );
+        return Ok(None);
+    };
+    let connection = RedisConnection::open(url, role, settings.connect_timeout).await?;
+    Ok(Some(connection))
+}
