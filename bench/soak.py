@@ -73,6 +73,10 @@ def stamp_time(text):
     return moment.timestamp()
 
 
+class Aborted(Exception):
+    """The run cannot go on (a producer or worker died): it fails."""
+
+
 class Process:
     """A child whose output lines are collected (with the time each was read)."""
 
@@ -267,154 +271,167 @@ def main():
         Broker("amqp", options.amqp, options.amqp.replace("/%2f", "//").replace("/%2F", "//"),
                f"soak-{run_id}-amqp"),
     ]
-    log(f"seed {options.seed}; {options.seconds:.0f} s; {options.rate:g} tasks/s per producer, "
-        f"{4 * options.rate:g} tasks/s in all; Redis broker :{broker_redis.port}, results :{results_redis.port}")
+    def everything():
+        log(f"seed {options.seed}; {options.seconds:.0f} s; {options.rate:g} tasks/s per producer, "
+            f"{4 * options.rate:g} tasks/s in all; Redis broker :{broker_redis.port}, results :{results_redis.port}")
 
-    # Worker "a" of each broker reaches it through a relay that a partition
-    # fault can cut. Over AMQP with 5 s heartbeats, so that a cut connection
-    # is noticed within the cut (RabbitMQ's default is 60 s).
-    relays = {
-        "redis": Blackhole(broker_redis.port),
-        "amqp": Blackhole(amqp_port(options.amqp)),
-    }
+        # Worker "a" of each broker reaches it through a relay that a partition
+        # fault can cut. Over AMQP with 5 s heartbeats, so that a cut connection
+        # is noticed within the cut (RabbitMQ's default is 60 s).
+        relays = {
+            "redis": Blackhole(broker_redis.port),
+            "amqp": Blackhole(amqp_port(options.amqp)),
+        }
 
-    def url_of(broker, slot):
-        if slot != "a":
-            return broker.url
-        relay = relays[broker.kind].port
-        if broker.kind == "redis":
-            return f"redis://127.0.0.1:{relay}/0"
-        return re.sub(r"@([^/:]+):\d+/", f"@127.0.0.1:{relay}/", broker.url) + "?heartbeat=5"
+        def url_of(broker, slot):
+            if slot != "a":
+                return broker.url
+            relay = relays[broker.kind].port
+            if broker.kind == "redis":
+                return f"redis://127.0.0.1:{relay}/0"
+            return re.sub(r"@([^/:]+):\d+/", f"@127.0.0.1:{relay}/", broker.url) + "?heartbeat=5"
 
-    def start_worker(broker, slot):
-        name = f"soak-{broker.kind}-{slot}-{run_id}@{socket.gethostname()}"
-        process = Process(
-            f"ours {broker.kind} {slot}",
-            [options.demo, "worker", "-l", "info", "-Q", broker.queue, "-n", name,
-             "--broker", url_of(broker, slot), "--result-backend", results,
-             "--connect-timeout", "120", "--visibility-timeout", "30"],
-            env={"SMS_GATEWAY": "console", "CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": ""},
-        )
-        process.node = name
-        if not process.wait_for(" ready.", 60):
-            raise SystemExit(f"our {broker.kind} worker {slot} did not start:\n" +
-                             "\n".join(line for _, line in process.log_lines()[-20:]))
-        broker.workers.setdefault(slot, []).append(process)
-        return process
+        def start_worker(broker, slot):
+            name = f"soak-{broker.kind}-{slot}-{run_id}@{socket.gethostname()}"
+            process = Process(
+                f"ours {broker.kind} {slot}",
+                [options.demo, "worker", "-l", "info", "-Q", broker.queue, "-n", name,
+                 "--broker", url_of(broker, slot), "--result-backend", results,
+                 "--connect-timeout", "120", "--visibility-timeout", "30"],
+                env={"SMS_GATEWAY": "console", "CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": ""},
+            )
+            process.node = name
+            if not process.wait_for(" ready.", 60):
+                raise Aborted(f"our {broker.kind} worker {slot} did not start:\n" +
+                                 "\n".join(line for _, line in process.log_lines()[-20:]))
+            broker.workers.setdefault(slot, []).append(process)
+            return process
 
-    def start_python_worker(broker):
-        celery = os.path.join(os.path.dirname(options.python), "celery")
-        process = Process(
-            f"python {broker.kind}",
-            [celery, "-A", "celery_tasks.main", "worker", "-l", "info", "-Q", broker.queue,
-             "--pool", "solo", "-n", f"py-soak-{broker.kind}-{run_id}@%h",
-             "--without-mingle", "--without-gossip", "--without-heartbeat"],
-            env={"CELERY_BROKER_URL": broker.python_url, "CELERY_RESULT_BACKEND": results},
-            cwd=PYTHON_APP,
-        )
-        if not process.wait_for(" ready.", 60):
-            raise SystemExit(f"the Python {broker.kind} worker did not start")
-        broker.python_worker = process
+        def start_python_worker(broker):
+            celery = os.path.join(os.path.dirname(options.python), "celery")
+            process = Process(
+                f"python {broker.kind}",
+                [celery, "-A", "celery_tasks.main", "worker", "-l", "info", "-Q", broker.queue,
+                 "--pool", "solo", "-n", f"py-soak-{broker.kind}-{run_id}@%h",
+                 "--without-mingle", "--without-gossip", "--without-heartbeat"],
+                env={"CELERY_BROKER_URL": broker.python_url, "CELERY_RESULT_BACKEND": results},
+                cwd=PYTHON_APP,
+            )
+            if not process.wait_for(" ready.", 60):
+                raise Aborted(f"the Python {broker.kind} worker did not start")
+            broker.python_worker = process
 
-    for broker in brokers:
-        for slot in ("a", "b"):
-            start_worker(broker, slot)
-        start_python_worker(broker)
-    time.sleep(5)  # RSS at the start: once the workers have settled
-    start_rss = {}
-    for broker in brokers:
-        for slot, lives in broker.workers.items():
-            start_rss[(broker.kind, slot)] = lives[0].rss_kb()
+        for broker in brokers:
+            for slot in ("a", "b"):
+                start_worker(broker, slot)
+            start_python_worker(broker)
+        time.sleep(5)  # RSS at the start: once the workers have settled
+        start_rss = {}
+        for broker in brokers:
+            for slot, lives in broker.workers.items():
+                start_rss[(broker.kind, slot)] = lives[0].rss_kb()
 
-    for broker in brokers:
-        broker.producers.append(Process(
-            f"send {broker.kind}",
-            [options.demo, "send", "13800000000", "123456", "--queue", broker.queue,
-             "--broker", broker.url, "--count", "1000000000", "--rate", str(options.rate),
-             "--ids", "--connect-timeout", "120", "-l", "warning"],
-            env={"CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": ""},
-        ))
-        broker.producers.append(Process(
-            f"delay {broker.kind}",
-            [options.python, os.path.join(ROOT, "bench", "soak_delay.py"), broker.queue, str(options.rate)],
-            env={"CELERY_BROKER_URL": broker.python_url, "CELERY_RESULT_BACKEND": ""},
-        ))
+        for broker in brokers:
+            broker.producers.append(Process(
+                f"send {broker.kind}",
+                [options.demo, "send", "13800000000", "123456", "--queue", broker.queue,
+                 "--broker", broker.url, "--count", "1000000000", "--rate", str(options.rate),
+                 "--ids", "--connect-timeout", "120", "-l", "warning"],
+                env={"CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": ""},
+            ))
+            broker.producers.append(Process(
+                f"delay {broker.kind}",
+                [options.python, os.path.join(ROOT, "bench", "soak_delay.py"), broker.queue, str(options.rate)],
+                env={"CELERY_BROKER_URL": broker.python_url, "CELERY_RESULT_BACKEND": ""},
+            ))
 
-    faults = []  # (time, kind, broker kind, target)
-    started = time.time()
-    next_fault = started + rng.uniform(30, 60)
-    while time.time() - started < options.seconds:
+        faults = []  # (time, kind, broker kind, target)
+        started = time.time()
+        next_fault = started + rng.uniform(30, 60)
+        while time.time() - started < options.seconds:
+            for broker in brokers:
+                for producer in broker.producers:
+                    if not producer.alive():
+                        raise Aborted(f"{producer.name} ended:\n" +
+                                         "\n".join(line for _, line in producer.log_lines()[-20:]))
+            if time.time() < next_fault:
+                time.sleep(0.2)
+                continue
+            kind = rng.choice(["kill9", "close", "redis", "partition"])
+            if kind == "kill9":
+                broker = rng.choice(brokers)
+                slot = rng.choice(sorted(broker.workers))
+                victim = broker.workers[slot][-1]
+                faults.append((time.time(), kind, broker.kind, victim.name))
+                log(f"fault: kill -9 {victim.name} (pid {victim.child.pid})")
+                victim.signal(signal.SIGKILL)
+                victim.child.wait()
+                time.sleep(1)
+                start_worker(broker, slot)
+            elif kind == "close":
+                broker = brokers[1]
+                slot = rng.choice(sorted(broker.workers))
+                victim = broker.workers[slot][-1]
+                closed = close_connections(f"{victim.node} consumer")
+                faults.append((time.time(), kind, broker.kind, victim.name))
+                log(f"fault: rabbitmqctl close_connection of {victim.name}'s consumer ({closed} closed)")
+            elif kind == "partition":
+                broker = rng.choice(brokers)
+                victim = broker.workers["a"][-1]
+                cut = rng.uniform(8, 12)
+                faults.append((time.time(), kind, broker.kind, victim.name))
+                log(f"fault: cut {victim.name} off its broker for {cut:.1f} s")
+                relays[broker.kind].cut(cut)
+            else:
+                down = rng.uniform(2, 5)
+                faults.append((time.time(), kind, "redis", f"redis-server :{broker_redis.port}"))
+                log(f"fault: kill -9 the Redis broker, back in {down:.1f} s")
+                broker_redis.crash()
+                time.sleep(down)
+                broker_redis.start()
+            next_fault = time.time() + rng.uniform(30, 60)
+
+        log("stopping the producers; draining")
         for broker in brokers:
             for producer in broker.producers:
-                if not producer.alive():
-                    raise SystemExit(f"{producer.name} ended:\n" +
-                                     "\n".join(line for _, line in producer.log_lines()[-20:]))
-        if time.time() < next_fault:
-            time.sleep(0.2)
-            continue
-        kind = rng.choice(["kill9", "close", "redis", "partition"])
-        if kind == "kill9":
-            broker = rng.choice(brokers)
-            slot = rng.choice(sorted(broker.workers))
-            victim = broker.workers[slot][-1]
-            faults.append((time.time(), kind, broker.kind, victim.name))
-            log(f"fault: kill -9 {victim.name} (pid {victim.child.pid})")
-            victim.signal(signal.SIGKILL)
-            victim.child.wait()
+                producer.stop()
+        sent = {broker.kind: sent_ids(broker) for broker in brokers}
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            missing = sum(len(sent[broker.kind] - set(ran_ids(broker))) for broker in brokers)
+            if missing == 0:
+                break
             time.sleep(1)
-            start_worker(broker, slot)
-        elif kind == "close":
-            broker = brokers[1]
-            slot = rng.choice(sorted(broker.workers))
-            victim = broker.workers[slot][-1]
-            closed = close_connections(f"{victim.node} consumer")
-            faults.append((time.time(), kind, broker.kind, victim.name))
-            log(f"fault: rabbitmqctl close_connection of {victim.name}'s consumer ({closed} closed)")
-        elif kind == "partition":
-            broker = rng.choice(brokers)
-            victim = broker.workers["a"][-1]
-            cut = rng.uniform(8, 12)
-            faults.append((time.time(), kind, broker.kind, victim.name))
-            log(f"fault: cut {victim.name} off its broker for {cut:.1f} s")
-            relays[broker.kind].cut(cut)
-        else:
-            down = rng.uniform(2, 5)
-            faults.append((time.time(), kind, "redis", f"redis-server :{broker_redis.port}"))
-            log(f"fault: kill -9 the Redis broker, back in {down:.1f} s")
-            broker_redis.crash()
-            time.sleep(down)
-            broker_redis.start()
-        next_fault = time.time() + rng.uniform(30, 60)
+        end_rss = {}
+        for broker in brokers:
+            for slot, lives in broker.workers.items():
+                end_rss[(broker.kind, slot)] = lives[-1].rss_kb()
+        for broker in brokers:
+            for lives in broker.workers.values():
+                lives[-1].stop()
+            broker.python_worker.stop()
 
-    log("stopping the producers; draining")
-    for broker in brokers:
-        for producer in broker.producers:
-            producer.stop()
-    sent = {broker.kind: sent_ids(broker) for broker in brokers}
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        missing = sum(len(sent[broker.kind] - set(ran_ids(broker))) for broker in brokers)
-        if missing == 0:
-            break
-        time.sleep(1)
-    end_rss = {}
-    for broker in brokers:
-        for slot, lives in broker.workers.items():
-            end_rss[(broker.kind, slot)] = lives[-1].rss_kb()
-    for broker in brokers:
-        for lives in broker.workers.values():
-            lives[-1].stop()
-        broker.python_worker.stop()
+        return report(options, brokers, sent, faults, start_rss, end_rss, started)
 
-    ok = report(options, brokers, sent, faults, start_rss, end_rss, started)
-    saved = save_logs(brokers, run_id)
-    log(f"every process's output is in {saved}")
-    for broker in brokers:
-        if broker.kind == "amqp":
-            subprocess.run(["rabbitmqctl", "-q", "delete_queue", broker.queue], capture_output=True)
-    broker_redis.stop()
-    results_redis.stop()
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        ok = everything()
+    except Aborted as error:
+        print(f"soak run aborted: {error}", flush=True)
+        print("result: FAIL")
+        ok = False
+    finally:
+        # Whatever happened, nothing the run started outlives it.
+        for broker in brokers:
+            for process in list(all_workers(broker)) + broker.producers:
+                process.stop(10)
+        saved = save_logs(brokers, run_id)
+        log(f"every process's output is in {saved}")
+        for broker in brokers:
+            if broker.kind == "amqp":
+                subprocess.run(["rabbitmqctl", "-q", "delete_queue", broker.queue], capture_output=True)
+        broker_redis.stop()
+        results_redis.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     sys.exit(0 if ok else 1)
 
 
@@ -461,7 +478,8 @@ def sent_ids(broker):
 def all_workers(broker):
     for lives in broker.workers.values():
         yield from lives
-    yield broker.python_worker
+    if broker.python_worker is not None:
+        yield broker.python_worker
 
 
 def completions(broker):

@@ -21,9 +21,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::{
-    broker::redis::is_connection_error,
     protocol::json::to_python_json,
-    redis_connection::{RedisConnectError, RedisConnection, Role},
+    redis_connection::{RedisConnectError, RedisConnection, Role, is_connection_error},
 };
 use shared::Redacted;
 

@@ -16,7 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use redis::{
-    Client,
+    Client, ErrorKind, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSub},
 };
 use shared::{ConnectionWatch, Redacted};
@@ -27,6 +27,20 @@ const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one command may wait for its answer: long enough for a big
 /// batch on a busy Redis, short enough that a hung Redis is noticed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// True for failures that end by themselves, as opposed to a Redis that
+/// refused what we asked: the connection is gone or timed out, or Redis is
+/// still loading its data after a restart (`LOADING`), or it says to try
+/// again. Every retry loop over Redis decides with this.
+pub fn is_connection_error(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain)
+        )
+}
 
 /// What a Redis URL is for, so errors and log lines can say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +142,7 @@ impl RedisConnection {
                 None => error.to_string(),
             };
             let (url, setting) = (shown.clone(), role.setting);
-            if error.is_io_error() || error.is_timeout() {
+            if is_connection_error(&error) {
                 RedisConnectError::Unreachable {
                     url,
                     setting,
@@ -142,7 +156,19 @@ impl RedisConnection {
                 }
             }
         };
-        let manager = match tokio::time::timeout(connect_timeout, new_manager(&client)).await {
+        // Redis may be up but still loading its data (`LOADING`): keep
+        // asking, within the same bound, as for a Redis that is not up yet.
+        let connecting = async {
+            loop {
+                match new_manager(&client).await {
+                    Err(error) if is_loading(&error) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => break other,
+                }
+            }
+        };
+        let manager = match tokio::time::timeout(connect_timeout, connecting).await {
             Ok(Ok(manager)) => manager,
             Ok(Err(error)) => return Err(failed(error, None)),
             Err(_elapsed) => {
@@ -213,6 +239,10 @@ impl RedisConnection {
     }
 }
 
+fn is_loading(error: &redis::RedisError) -> bool {
+    matches!(error.kind(), ErrorKind::Server(ServerErrorKind::BusyLoading))
+}
+
 async fn new_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_ATTEMPT_TIMEOUT))
@@ -225,6 +255,23 @@ async fn new_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the soak run: right after a restart, Redis answers `LOADING`
+    /// while it reads its append-only file, and a producer that took that for
+    /// a refusal gave up.
+    #[test]
+    fn a_redis_still_loading_is_a_passing_trouble() {
+        let loading = redis::RedisError::from((
+            ErrorKind::Server(ServerErrorKind::BusyLoading),
+            "Redis is loading the dataset in memory",
+        ));
+        assert!(is_connection_error(&loading));
+        let refused = redis::RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "WRONGTYPE",
+        ));
+        assert!(!is_connection_error(&refused));
+    }
 
     #[tokio::test]
     async fn a_bad_url_names_its_setting_and_hides_the_password() {

@@ -26,9 +26,8 @@ use std::{sync::Arc, time::Duration};
 
 use celery_core::{
     backend::ExceptionInfo,
-    broker::redis::is_connection_error,
     protocol::pyrepr,
-    redis_connection::RedisConnection,
+    redis_connection::{RedisConnection, is_connection_error},
     task::{Task, TaskContext, TaskError, TaskResult, backoff},
 };
 use redis::AsyncCommands;

@@ -7,7 +7,7 @@
 use redis::Script;
 
 use super::lease::{Acquired, Renewed};
-use crate::{broker::redis::is_connection_error, redis_connection::RedisConnection};
+use crate::redis_connection::{RedisConnection, is_connection_error};
 
 /// PEXPIRE only if the key still holds our value.
 const RENEW_SCRIPT: &str = r#"

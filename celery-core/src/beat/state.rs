@@ -52,7 +52,7 @@ pub enum StateError {
 impl StateError {
     /// True if Redis was away (as opposed to refusing or a bad file).
     pub fn is_connection_error(&self) -> bool {
-        matches!(self, StateError::Redis { source, .. } if crate::broker::redis::is_connection_error(source))
+        matches!(self, StateError::Redis { source, .. } if crate::redis_connection::is_connection_error(source))
     }
 }
 

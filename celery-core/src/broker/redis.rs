@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{BrokerError, Delivery, SettleToken, Settlement};
+pub use crate::redis_connection::is_connection_error;
 use crate::{
     protocol::{TaskMessage, redis_envelope},
     redis_connection::{RedisConnection, Role},
@@ -249,12 +250,6 @@ impl RedisProducer {
             }
         }
     }
-}
-
-/// True for failures that a reconnect can cure, as opposed to a Redis that
-/// answered with an error.
-pub fn is_connection_error(error: &redis::RedisError) -> bool {
-    error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
 }
 
 /// Identifies one fetched message: its kombu delivery tag, and the prefetch
