@@ -50,7 +50,7 @@
 //! | `AsyncResult(id).get()` | [`backend::ResultBackend`] |
 //! | `celery worker -c N -Q q` | [`worker::run`] with [`worker::WorkerConfig`] |
 //! | `worker_prefetch_multiplier` | [`worker::WorkerConfig::prefetch_multiplier`] |
-//! | `task_acks_late=True` | always: ack after the task ([`worker::execute`]) |
+//! | `task_acks_late=True` | always: ack after the task (`worker/execute.rs`) |
 //! | kombu `QoS` (`unacked`, `unacked_index`, `restore_visible`) | [`broker::redis::RedisConsumer`] |
 //! | `visibility_timeout` | [`worker::WorkerConfig::visibility_timeout`] |
 //! | kombu `Message.ack/reject/requeue` | [`broker::Settlement`] |

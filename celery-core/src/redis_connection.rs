@@ -240,7 +240,10 @@ impl RedisConnection {
 }
 
 fn is_loading(error: &redis::RedisError) -> bool {
-    matches!(error.kind(), ErrorKind::Server(ServerErrorKind::BusyLoading))
+    matches!(
+        error.kind(),
+        ErrorKind::Server(ServerErrorKind::BusyLoading)
+    )
 }
 
 async fn new_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {

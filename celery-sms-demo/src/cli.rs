@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use celery_core::{
     backend::ResultBackend,
     beat::{self, BeatConfig},
-    broker::{Producer, Transport},
+    broker::{AnyProducer, Producer, Transport},
     protocol::{
         SendOptions, TaskMessage,
         time::{self, parse_celery_time},
@@ -386,7 +386,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         ..SendOptions::default()
     };
     let task_args: Vec<Value> = args.args.iter().cloned().map(Value::String).collect();
-    let mut producer = Producer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
+    let mut producer = AnyProducer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
 
     if let Some(count) = args.count {
         let make = || TaskMessage::new(&args.task, task_args.clone(), Map::new(), &options);
@@ -424,7 +424,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
 /// sent by then is still confirmed and counted.
 async fn send_many(
     args: &SendArgs,
-    producer: &mut Producer,
+    producer: &mut AnyProducer,
     count: u64,
     make: impl Fn() -> TaskMessage,
 ) -> anyhow::Result<()> {

@@ -489,7 +489,10 @@ async fn survives_a_result_backend_crash_and_restart() {
 #[tokio::test]
 async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
     use celery_core::{
-        broker::{Consumer, ConsumerConfig, Settlement, redis::UNACKED},
+        broker::{
+            Broker, Consumer, ConsumerConfig, Settlement,
+            redis::{Redis, UNACKED},
+        },
         protocol::{SendOptions, TaskMessage},
     };
     let queue = unique_name("requeue");
@@ -518,7 +521,7 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
         visibility_timeout: Duration::from_secs(3600),
         amqp: shared::AmqpSettings::new(shared::testing::amqp_url()),
     };
-    let (consumer, mut deliveries) = Consumer::start(&config).await.unwrap();
+    let (consumer, mut deliveries) = Redis::consumer(&config).await.unwrap();
     let mut received = Vec::new();
     for _ in 0..2 {
         let delivery = tokio::time::timeout(WAIT, deliveries.recv())
@@ -536,7 +539,7 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
         } else {
             Settlement::Ack
         };
-        consumer.settle(delivery.token, settlement).await;
+        consumer.settle(delivery.token, settlement);
     }
     consumer.close().await;
 

@@ -56,7 +56,7 @@ use tracing::{error, info, warn};
 
 use crate::redis_connection::{RedisConnectError, RedisConnection, Role};
 use crate::{
-    broker::{BrokerError, Producer, Transport},
+    broker::{AnyProducer, BrokerError, Producer, Transport},
     protocol::{SendOptions, TaskMessage},
 };
 use lease::{Action, Change, Lease};
@@ -140,7 +140,7 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
         config.amqp.connect_timeout,
     )
     .await?;
-    let mut producer = Some(Producer::connect(&config.broker_url, config.amqp.clone()).await?);
+    let mut producer = Some(AnyProducer::connect(&config.broker_url, config.amqp.clone()).await?);
     // Sending keeps failing while the broker is away: said once, not per tick.
     let broker_watch =
         ConnectionWatch::new(format!("beat's broker at {}", Redacted(&config.broker_url)));
@@ -261,7 +261,7 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
 async fn tick(
     config: &BeatConfig,
     store: &mut StateStore,
-    producer: &mut Option<Producer>,
+    producer: &mut Option<AnyProducer>,
     lease: &Lease,
 ) -> Result<Option<Instant>, BeatError> {
     let schedule = &config.schedule;
@@ -304,7 +304,7 @@ async fn tick(
                 match producer.as_mut() {
                     Some(producer) => send(producer, &message, &entry.queue).await,
                     None => {
-                        match Producer::connect(&config.broker_url, config.amqp.clone()).await {
+                        match AnyProducer::connect(&config.broker_url, config.amqp.clone()).await {
                             Ok(new) => send(producer.insert(new), &message, &entry.queue).await,
                             Err(error) => Err(error),
                         }
@@ -339,7 +339,7 @@ async fn tick(
 /// confirm on AMQP): the state must not say "sent" for a message that
 /// could still be lost.
 async fn send(
-    producer: &mut Producer,
+    producer: &mut AnyProducer,
     message: &TaskMessage,
     queue: &str,
 ) -> Result<(), BrokerError> {

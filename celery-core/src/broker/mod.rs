@@ -6,17 +6,19 @@
 //! ```
 //!
 //! As in Celery, the URL scheme picks the transport: `redis://`/`rediss://`
-//! ([`redis`]) or `amqp://`/`amqps://` ([`amqp`]). Both offer the same two
-//! halves:
+//! ([`redis::Redis`]) or `amqp://`/`amqps://` ([`amqp::Amqp`]). Each is a
+//! [`Broker`] with the same two halves:
 //!
 //! * a [`Producer`] that sends task messages (the `delay()` side, and the
-//!   worker itself when it publishes a retry);
-//! * a consumer that feeds [`Delivery`]s to the worker and takes back a
-//!   [`Settlement`] for each one: ack it, or reject it.
+//!   worker itself when it publishes a retry or a chain's next step);
+//! * a [`Consumer`] that feeds [`Delivery`]s to the worker and takes back a
+//!   [`Settlement`] for each one: ack it, reject it, or requeue it.
 //!
-//! The worker never knows which transport it is on. What differs — kombu's
-//! `unacked` bookkeeping on Redis, delivery tags and prefetch on AMQP — stays
-//! in the transport module, where each file explains its own guarantees.
+//! The worker is generic over the broker and picks it once, from the URL,
+//! when it starts; a delivery's token is the consumer's own type, so it can
+//! only be settled where it came from. What differs — kombu's `unacked`
+//! bookkeeping on Redis, delivery tags and prefetch on AMQP — stays in the
+//! transport's module, where each file explains its own guarantees.
 
 pub mod amqp;
 pub mod redis;
@@ -92,88 +94,6 @@ impl Transport {
     }
 }
 
-/// Sends task messages to either broker.
-#[derive(Debug)]
-pub enum Producer {
-    Redis(redis::RedisProducer),
-    // Boxed: the AMQP producer holds a whole confirm window.
-    Amqp(Box<amqp::AmqpProducer>),
-}
-
-impl Producer {
-    pub async fn connect(
-        url: &str,
-        amqp_settings: shared::AmqpSettings,
-    ) -> Result<Producer, BrokerError> {
-        Ok(match Transport::of(url)? {
-            Transport::Redis => Producer::Redis(
-                redis::RedisProducer::connect(url, amqp_settings.connect_timeout).await?,
-            ),
-            Transport::Amqp => {
-                Producer::Amqp(Box::new(amqp::AmqpProducer::connect(amqp_settings).await?))
-            }
-        })
-    }
-
-    /// Sends one message to `queue`. On AMQP it may still be unconfirmed:
-    /// call [`flush`](Self::flush) before reporting success.
-    pub async fn send(&mut self, message: &TaskMessage, queue: &str) -> Result<(), BrokerError> {
-        match self {
-            Producer::Redis(redis) => redis.send_batch(std::slice::from_ref(message), queue).await,
-            Producer::Amqp(amqp) => amqp.send(message, queue).await,
-        }
-    }
-
-    /// Sends many messages to `queue` as fast as the transport allows
-    /// (one pipelined round trip per batch on Redis, a confirm window on AMQP).
-    pub async fn send_batch(
-        &mut self,
-        messages: &[TaskMessage],
-        queue: &str,
-    ) -> Result<(), BrokerError> {
-        match self {
-            Producer::Redis(redis) => redis.send_batch(messages, queue).await,
-            Producer::Amqp(amqp) => {
-                for message in messages {
-                    amqp.send(message, queue).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Returns once the broker has taken responsibility for everything sent.
-    pub async fn flush(&mut self) -> Result<(), BrokerError> {
-        match self {
-            Producer::Redis(_) => Ok(()),
-            Producer::Amqp(amqp) => amqp.flush().await,
-        }
-    }
-
-    pub async fn close(self) {
-        if let Producer::Amqp(amqp) = self {
-            amqp.close().await;
-        }
-    }
-}
-
-/// A task message handed to the worker, with what it needs to settle it.
-#[derive(Debug)]
-pub struct Delivery {
-    pub received: Received,
-    /// The queue it came from (for logs and retries).
-    pub queue: String,
-    pub redelivered: bool,
-    pub token: SettleToken,
-}
-
-/// How the broker identifies one delivery when it is settled.
-#[derive(Debug)]
-pub enum SettleToken {
-    Redis(redis::RedisToken),
-    Amqp(amqp::AmqpToken),
-}
-
 /// What happens to a delivery when the worker is done with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
@@ -184,6 +104,17 @@ pub enum Settlement {
     /// Not done, through no fault of the message (e.g. the result could not
     /// be stored): put it back on the queue to be run again.
     Requeue,
+}
+
+/// A task message handed to the worker, with what it takes to settle it.
+#[derive(Debug)]
+pub struct Delivery<Token> {
+    pub received: Received,
+    /// The queue it came from (for logs and retries).
+    pub queue: String,
+    pub redelivered: bool,
+    /// The transport's handle on this delivery (its tag), for settling it.
+    pub token: Token,
 }
 
 /// Where and how a worker consumes.
@@ -199,105 +130,135 @@ pub struct ConsumerConfig {
     pub amqp: shared::AmqpSettings,
 }
 
-/// The consuming half of either broker.
-#[derive(Debug, Clone)]
-pub enum Consumer {
-    Redis(redis::RedisConsumer),
-    Amqp(amqp::AmqpConsumer),
+/// The sending half of a transport: `delay()`'s side, and the worker's
+/// own when it publishes a retry or the next step of a chain.
+pub trait Producer: Send + 'static {
+    /// Sends many messages to `queue` as fast as the transport allows (one
+    /// pipelined round trip per batch on Redis, a confirm window on AMQP).
+    /// On AMQP they may still be unconfirmed: [`flush`](Self::flush) before
+    /// reporting success.
+    fn send_batch(
+        &mut self,
+        messages: &[TaskMessage],
+        queue: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Returns once the broker has taken responsibility for everything sent.
+    fn flush(&mut self) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    fn close(self) -> impl Future<Output = ()> + Send;
+
+    /// Sends one message to `queue` (see [`send_batch`](Self::send_batch)).
+    fn send(
+        &mut self,
+        message: &TaskMessage,
+        queue: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.send_batch(std::slice::from_ref(message), queue)
+    }
 }
 
-impl Consumer {
-    /// Connects and starts delivering into the returned channel.
-    pub async fn start(
-        config: &ConsumerConfig,
-    ) -> Result<(Consumer, tokio::sync::mpsc::Receiver<Delivery>), BrokerError> {
-        match Transport::of(&config.url)? {
-            Transport::Redis => {
-                let (consumer, deliveries) =
-                    redis::RedisConsumer::start(redis::RedisConsumerConfig {
-                        url: config.url.clone(),
-                        queues: config.queues.clone(),
-                        prefetch: config.prefetch,
-                        visibility_timeout: config.visibility_timeout,
-                        connect_timeout: config.amqp.connect_timeout,
-                    })
-                    .await?;
-                Ok((Consumer::Redis(consumer), deliveries))
-            }
-            Transport::Amqp => {
-                let mut settings = config.amqp.clone();
-                settings.url = config.url.clone();
-                let (consumer, deliveries) = amqp::AmqpConsumer::start(amqp::AmqpConsumerConfig {
-                    settings,
-                    queues: config.queues.clone(),
-                    prefetch: u16::try_from(config.prefetch).unwrap_or(u16::MAX),
-                })
-                .await?;
-                Ok((Consumer::Amqp(consumer), deliveries))
-            }
-        }
-    }
+/// The consuming half of a transport: it feeds [`Delivery`]s to the worker
+/// and takes back a [`Settlement`] for each. Its [`Token`](Self::Token) is
+/// its own kind of delivery handle, so a token always goes back to the
+/// transport it came from.
+pub trait Consumer: Clone + Send + Sync + 'static {
+    type Token: Send + std::fmt::Debug + 'static;
 
-    /// Settles a delivery (see [`Settlement`]).
-    pub async fn settle(&self, token: SettleToken, settlement: Settlement) {
-        match (self, token) {
-            (Consumer::Redis(redis), SettleToken::Redis(token)) => redis.settle(token, settlement),
-            (Consumer::Amqp(amqp), SettleToken::Amqp(token)) => amqp.settle(token, settlement),
-            _ => {} // a token from the other transport cannot happen
-        }
-    }
+    /// Settles a delivery (the write may be batched with others).
+    fn settle(&self, token: Self::Token, settlement: Settlement);
 
-    /// Frees the prefetch slot of a delivery held for its ETA.
-    pub fn release_slot(&self, token: &mut SettleToken) {
-        match (self, token) {
-            (Consumer::Redis(redis), SettleToken::Redis(token)) => redis.release_slot(token),
-            (Consumer::Amqp(amqp), SettleToken::Amqp(token)) => amqp.release_slot(token),
-            _ => {}
-        }
-    }
+    /// Frees the prefetch slot of a delivery held for its ETA, so waiting
+    /// tasks do not block fresh ones (Celery raises its prefetch the same way).
+    fn release_slot(&self, token: &mut Self::Token);
 
-    pub fn stop_fetching(&self) {
-        match self {
-            Consumer::Redis(redis) => redis.stop_fetching(),
-            Consumer::Amqp(amqp) => amqp.stop_fetching(),
-        }
-    }
+    /// Stops taking new deliveries (warm shutdown, step one).
+    fn stop_fetching(&self);
 
     /// Hands back deliveries that were received but never started (warm
-    /// shutdown): on Redis they are restored to their queue now; on AMQP they
-    /// stay unacked and RabbitMQ requeues them when the channel closes.
-    pub async fn give_back(&self, tokens: Vec<SettleToken>) {
-        if let Consumer::Redis(redis) = self {
-            let tags: Vec<String> = tokens
-                .iter()
-                .filter_map(|token| match token {
-                    SettleToken::Redis(token) => Some(redis::RedisConsumer::tag(token).to_owned()),
-                    SettleToken::Amqp(_) => None,
-                })
-                .collect();
-            let restored = redis.restore_tags(&tags).await;
-            if restored > 0 {
-                tracing::info!("Restoring {restored} unacknowledged message(s)");
-            }
-        }
-    }
+    /// shutdown), so another worker gets them at once.
+    fn give_back(&self, tokens: Vec<Self::Token>) -> impl Future<Output = ()> + Send;
 
     /// Cold shutdown: everything unacked goes back to the queue at once.
-    pub async fn abandon(&self) {
-        match self {
-            Consumer::Redis(redis) => {
-                redis.restore_all_held().await;
-                redis.close().await;
+    fn abandon(&self) -> impl Future<Output = ()> + Send;
+
+    /// Writes outstanding settlements and disconnects.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// A transport: how to open its two halves.
+pub trait Broker: 'static {
+    type Producer: Producer;
+    type Consumer: Consumer;
+
+    /// Connects a producer; `settings` carries the connect timeout (and,
+    /// for AMQP, everything else: the URL is `url`).
+    fn producer(
+        url: &str,
+        settings: shared::AmqpSettings,
+    ) -> impl Future<Output = Result<Self::Producer, BrokerError>> + Send;
+
+    /// Connects and starts delivering into the returned channel.
+    #[allow(clippy::type_complexity)] // the channel's item is spelled out once, here
+    fn consumer(
+        config: &ConsumerConfig,
+    ) -> impl Future<
+        Output = Result<
+            (
+                Self::Consumer,
+                tokio::sync::mpsc::Receiver<Delivery<<Self::Consumer as Consumer>::Token>>,
+            ),
+            BrokerError,
+        >,
+    > + Send;
+}
+
+/// A producer for whichever broker a URL names, for the programs that pick
+/// it at run time (`send`, beat).
+#[derive(Debug)]
+pub enum AnyProducer {
+    Redis(redis::RedisProducer),
+    // Boxed: the AMQP producer holds a whole confirm window.
+    Amqp(Box<amqp::AmqpProducer>),
+}
+
+impl AnyProducer {
+    pub async fn connect(
+        url: &str,
+        settings: shared::AmqpSettings,
+    ) -> Result<AnyProducer, BrokerError> {
+        Ok(match Transport::of(url)? {
+            Transport::Redis => AnyProducer::Redis(redis::Redis::producer(url, settings).await?),
+            Transport::Amqp => {
+                AnyProducer::Amqp(Box::new(amqp::Amqp::producer(url, settings).await?))
             }
-            Consumer::Amqp(amqp) => amqp.close().await,
+        })
+    }
+}
+
+impl Producer for AnyProducer {
+    async fn send_batch(
+        &mut self,
+        messages: &[TaskMessage],
+        queue: &str,
+    ) -> Result<(), BrokerError> {
+        match self {
+            AnyProducer::Redis(redis) => redis.send_batch(messages, queue).await,
+            AnyProducer::Amqp(amqp) => amqp.send_batch(messages, queue).await,
         }
     }
 
-    /// Writes outstanding acks and disconnects.
-    pub async fn close(&self) {
+    async fn flush(&mut self) -> Result<(), BrokerError> {
         match self {
-            Consumer::Redis(redis) => redis.close().await,
-            Consumer::Amqp(amqp) => amqp.close().await,
+            AnyProducer::Redis(redis) => redis.flush().await,
+            AnyProducer::Amqp(amqp) => amqp.flush().await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnyProducer::Redis(redis) => redis.close().await,
+            AnyProducer::Amqp(amqp) => amqp.close().await,
         }
     }
 }

@@ -22,7 +22,7 @@ use futures_lite::FutureExt;
 
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
-    broker::{Consumer, Delivery, Producer, SettleToken, Settlement},
+    broker::{Broker, Consumer, Delivery, Producer, Settlement},
     protocol::{
         TaskMessage,
         pyrepr::{abbreviate, repr},
@@ -32,14 +32,16 @@ use crate::{
 };
 use serde_json::Value;
 
+/// A broker's delivery token.
+pub type TokenOf<B> = <<B as Broker>::Consumer as Consumer>::Token;
+
 /// What every task run shares.
-#[derive(Debug)]
-pub struct WorkerContext {
-    pub consumer: Consumer,
+pub struct WorkerContext<B: Broker> {
+    pub consumer: B::Consumer,
     pub registry: Registry,
     pub backend: Option<ResultBackend>,
     /// Publishes retries (same broker as the consumer).
-    pub producer: Mutex<Producer>,
+    pub producer: Mutex<B::Producer>,
     /// Tasks running at once, at most (`-c`).
     pub concurrency: Arc<Semaphore>,
     /// Blocking tasks running at once, each on a thread of its own.
@@ -50,14 +52,17 @@ pub struct WorkerContext {
 
 /// How processing one delivery ended.
 #[derive(Debug)]
-pub enum Processed {
+pub enum Processed<Token> {
     Settled,
     /// Never started (warm shutdown before its ETA): hand it back.
-    GiveBack(SettleToken),
+    GiveBack(Token),
 }
 
 /// Processes one delivery to the end.
-pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Processed {
+pub async fn process<B: Broker>(
+    context: Arc<WorkerContext<B>>,
+    delivery: Delivery<TokenOf<B>>,
+) -> Processed<TokenOf<B>> {
     let Delivery {
         received,
         queue,
@@ -84,7 +89,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
                 )
                 .await;
             }
-            context.consumer.settle(token, Settlement::Reject).await;
+            context.consumer.settle(token, Settlement::Reject);
             return Processed::Settled;
         }
     };
@@ -97,7 +102,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
         let exception =
             ExceptionInfo::new("NotRegistered", "celery.exceptions", format!("'{name}'"));
         store(&context, ResultMeta::failure(&id, &exception, None)).await;
-        context.consumer.settle(token, Settlement::Reject).await;
+        context.consumer.settle(token, Settlement::Reject);
         return Processed::Settled;
     };
     info!("Task {name}[{id}] received");
@@ -127,7 +132,7 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
     {
         info!("Discarding revoked task: {name}[{id}]");
         store_unless_ignored(&context, &message, ResultMeta::revoked(&id)).await;
-        context.consumer.settle(token, Settlement::Ack).await;
+        context.consumer.settle(token, Settlement::Ack);
         return Processed::Settled;
     }
 
@@ -135,13 +140,13 @@ pub async fn process(context: Arc<WorkerContext>, delivery: Delivery) -> Process
         let _slot = context.concurrency.acquire().await;
         run(&context, &task, &message, &queue).await
     };
-    context.consumer.settle(token, settlement).await;
+    context.consumer.settle(token, settlement);
     Processed::Settled
 }
 
 /// Runs the task under its hard time limit, then logs and stores the outcome.
 async fn run(
-    context: &WorkerContext,
+    context: &WorkerContext<impl Broker>,
     task: &Task,
     message: &TaskMessage,
     queue: &str,
@@ -187,7 +192,11 @@ async fn run(
 /// Runs the body: bound arguments, its pool, its time limit. A panic in the
 /// body is the task's failure, like an exception in Python: the message is
 /// still settled.
-async fn execute(context: &WorkerContext, task: &Task, message: &TaskMessage) -> TaskResult<Value> {
+async fn execute(
+    context: &WorkerContext<impl Broker>,
+    task: &Task,
+    message: &TaskMessage,
+) -> TaskResult<Value> {
     let bound = task.bind(&message.args, &message.kwargs)?;
     let request = TaskContext {
         id: message.headers.id.clone(),
@@ -242,7 +251,7 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> TaskError {
 /// original. If the publish fails, requeue the original instead — never ack
 /// a task whose retry was not sent.
 async fn retry(
-    context: &WorkerContext,
+    context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
     queue: &str,
     exception: ExceptionInfo,
@@ -281,7 +290,7 @@ async fn retry(
 
 /// Stores a result unless the task asked not to (`ignore_result`).
 async fn store_unless_ignored(
-    context: &WorkerContext,
+    context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
     meta: ResultMeta,
 ) -> Settlement {
@@ -303,7 +312,7 @@ const STORE_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// store is tried again for [`STORE_PATIENCE`] first: requeueing at once
 /// would have the task fetched and run again straight away, over and over,
 /// for as long as the outage lasts.
-async fn store(context: &WorkerContext, meta: ResultMeta) -> Settlement {
+async fn store(context: &WorkerContext<impl Broker>, meta: ResultMeta) -> Settlement {
     let Some(backend) = &context.backend else {
         return Settlement::Ack;
     };

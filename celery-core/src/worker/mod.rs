@@ -19,7 +19,7 @@
 //!   back on the queue (Redis: restore; AMQP: close the channel).
 
 pub mod banner;
-pub mod execute;
+mod execute;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -30,7 +30,10 @@ use tracing::info;
 
 use crate::{
     backend::{BackendError, ResultBackend},
-    broker::{BrokerError, Consumer, ConsumerConfig, Producer},
+    broker::{
+        Broker, BrokerError, Consumer, ConsumerConfig, Producer, Transport, amqp::Amqp,
+        redis::Redis,
+    },
     registry::Registry,
 };
 use execute::{Processed, WorkerContext, process};
@@ -124,6 +127,18 @@ pub async fn run(
     if registry.is_empty() {
         return Err(WorkerError::NoTasks);
     }
+    // The one place the broker is chosen: everything below is generic.
+    match Transport::of(&config.broker_url)? {
+        Transport::Redis => run_on::<Redis>(config, registry, signals).await,
+        Transport::Amqp => run_on::<Amqp>(config, registry, signals).await,
+    }
+}
+
+async fn run_on<B: Broker>(
+    config: WorkerConfig,
+    registry: Registry,
+    signals: ShutdownSignals,
+) -> Result<WorkerReport, WorkerError> {
     let backend = match &config.result_backend {
         Some(url) => Some(ResultBackend::connect(url, config.amqp.connect_timeout).await?),
         None => None,
@@ -141,8 +156,8 @@ pub async fn run(
     let mut amqp = config.amqp.clone();
     amqp.url = config.broker_url.clone();
     amqp.connection_name = Some(format!("{} producer", config.hostname));
-    let producer = Producer::connect(&config.broker_url, amqp).await?;
-    let (consumer, mut deliveries) = Consumer::start(&consumer_config).await?;
+    let producer = B::producer(&config.broker_url, amqp).await?;
+    let (consumer, mut deliveries) = B::consumer(&consumer_config).await?;
     info!("Connected to {}", Redacted(&config.broker_url));
 
     if config.banner {
@@ -166,7 +181,7 @@ pub async fn run(
     }
     info!("{} ready.", config.hostname);
 
-    let context = Arc::new(WorkerContext {
+    let context = Arc::new(WorkerContext::<B> {
         consumer: consumer.clone(),
         registry,
         backend,

@@ -1,31 +1,27 @@
-//! The AMQP transport (RabbitMQ): Celery's exchange, queue and headers,
-//! publisher confirms on the way in, batched acks on the way out.
-//!
-//! Topology is Celery's (`celery-protocol.md` §C): a durable direct exchange
-//! and a durable queue of the same name (`celery`), bound with the queue name
-//! as routing key. Messages go to the default exchange `""` with the queue
-//! name as routing key, headers in a field table, the JSON body raw.
+//! The worker's side of the AMQP transport: one channel and one consumer per
+//! queue, each run by a [`QueueConsumer`] loop that forwards deliveries and
+//! applies settlements.
 //!
 //! Acks are where throughput is won. Acking each task on its own costs the
 //! broker a frame per task and caps a consumer near 25,000 msgs/s here. So
-//! each queue's [`AckTracker`] acks the longest run of finished tasks with a
-//! single `multiple = true` ack — but only a *contiguous* run, because
+//! each queue's [`AckTracker`] finds the longest run of finished tasks, and
+//! one `multiple = true` ack covers it — but only a *contiguous* run, since
 //! `multiple` also acks every lower tag, and a lower tag may belong to a task
 //! still running or held for its ETA. Finished tasks stuck behind such a gap
 //! are acked one by one after a short wait.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_lite::StreamExt;
 use lapin::{
-    Acker, BasicProperties, Channel, Connection, ExchangeKind,
+    Acker, Channel, Connection,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-        BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        BasicRejectOptions,
     },
     types::FieldTable,
 };
@@ -33,173 +29,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{BrokerError, Delivery, SettleToken, Settlement};
-use crate::protocol::{
-    TaskMessage, TaskProperties, amqp_table, message::task_id_of, redis_envelope::Received,
+use super::{
+    ack_tracker::{Ack, AckTracker},
+    declare_celery_queue, decode_delivery,
 };
-use shared::{
-    AmqpError, AmqpSettings, ConfirmedPublisher, Outgoing, amqp::amqp_error, connect_amqp,
-};
+use crate::broker::{BrokerError, Consumer, Delivery, Settlement};
+use shared::{AmqpError, AmqpSettings, connect_amqp};
 
-/// Unconfirmed messages in flight when sending many tasks.
-const MAX_IN_FLIGHT: usize = 4096;
-
-/// Declares Celery's topology for `queue`: exchange and queue of that name
-/// (direct, durable), bound by the queue name.
-///
-/// A queue that already exists with extra arguments (a dead-letter exchange,
-/// a length limit) is used as it is: redeclaring it without them would fail
-/// with PRECONDITION_FAILED, and its arguments are the operator's choice.
-pub async fn declare_celery_queue(connection: &Connection, queue: &str) -> Result<(), AmqpError> {
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(AmqpError::broker("opening a channel"))?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    match declared {
-        Ok(_) => {
-            channel
-                .exchange_declare(
-                    queue.into(),
-                    ExchangeKind::Direct,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(AmqpError::broker("declaring the exchange"))?;
-            channel
-                .queue_bind(
-                    queue.into(),
-                    queue.into(),
-                    queue.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(AmqpError::broker("binding the queue"))?;
-            let _ = channel.close(200, "declared".into()).await;
-            Ok(())
-        }
-        Err(error) if amqp_error(&error).map(|e| e.get_id()) == Some(406) => {
-            debug!(
-                queue,
-                "queue exists with other arguments; using it as it is"
-            );
-            Ok(())
-        }
-        Err(error) => Err(AmqpError::Broker {
-            action: "declaring the queue",
-            source: error,
-        }),
-    }
-}
-
-/// AMQP properties and headers of a task message, as py-amqp writes them.
-fn properties_of(message: &TaskMessage) -> BasicProperties {
-    let headers = match message.headers_value() {
-        serde_json::Value::Object(map) => amqp_table::to_field_table(&map),
-        _ => FieldTable::default(),
-    };
-    let mut properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_content_encoding("utf-8".into())
-        .with_headers(headers)
-        .with_delivery_mode(message.properties.delivery_mode)
-        .with_priority(message.properties.priority)
-        .with_correlation_id(message.properties.correlation_id.as_str().into());
-    if let Some(reply_to) = &message.properties.reply_to {
-        properties = properties.with_reply_to(reply_to.as_str().into());
-    }
-    if let Some(expires) = message.expires() {
-        let millis = (expires - chrono::Utc::now()).num_milliseconds().max(0);
-        properties = properties.with_expiration(millis.to_string().into());
-    }
-    properties
-}
-
-/// Sends task messages with publisher confirms.
-#[derive(Debug)]
-pub struct AmqpProducer {
-    connection: Connection,
-    publisher: ConfirmedPublisher,
-    declared: HashSet<String>,
-}
-
-impl AmqpProducer {
-    pub async fn connect(settings: AmqpSettings) -> Result<Self, BrokerError> {
-        let connection = connect_amqp(&settings, "celery-sms-demo").await?;
-        let publisher = ConfirmedPublisher::open(&connection, MAX_IN_FLIGHT).await?;
-        Ok(Self {
-            connection,
-            publisher,
-            declared: HashSet::new(),
-        })
-    }
-
-    pub async fn send(&mut self, message: &TaskMessage, queue: &str) -> Result<(), BrokerError> {
-        // Declared once per queue and connection, as kombu caches it.
-        if !self.declared.contains(queue) {
-            declare_celery_queue(&self.connection, queue).await?;
-            self.declared.insert(queue.to_owned());
-        }
-        let outgoing = Outgoing::to_queue(queue, message.body_json(), properties_of(message));
-        Ok(self.publisher.publish(outgoing).await?)
-    }
-
-    pub async fn flush(&mut self) -> Result<(), BrokerError> {
-        Ok(self.publisher.flush().await?)
-    }
-
-    pub async fn close(self) {
-        let _ = self.connection.close(200, "bye".into()).await;
-    }
-}
-
-/// Reads one AMQP delivery as a task message.
-pub fn decode_delivery(properties: &BasicProperties, body: &[u8]) -> Received {
-    let headers = properties
-        .headers()
-        .as_ref()
-        .map(amqp_table::from_field_table)
-        .unwrap_or_default();
-    let task_id = task_id_of(&headers).map(str::to_owned);
-    let task_name = headers
-        .get("task")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let content_type = properties
-        .content_type()
-        .as_ref()
-        .map_or("application/json", |t| t.as_str());
-    let message_properties = TaskProperties {
-        correlation_id: properties
-            .correlation_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .or_else(|| task_id.clone())
-            .unwrap_or_default(),
-        reply_to: properties.reply_to().as_ref().map(|r| r.to_string()),
-        delivery_mode: properties.delivery_mode().unwrap_or(2),
-        priority: properties.priority().unwrap_or(0),
-    };
-    Received {
-        task_id,
-        task_name,
-        message: TaskMessage::decode(content_type, headers, message_properties, body),
-    }
-}
+/// How often finished tasks are acked, and how many trigger an ack at once.
+const ACK_INTERVAL: Duration = Duration::from_millis(5);
+const ACK_BATCH: usize = 256;
 
 /// Identifies one delivery: its queue's consumer, its tag and its acker.
 #[derive(Debug)]
@@ -248,8 +87,8 @@ struct Inner {
 impl AmqpConsumer {
     pub async fn start(
         config: AmqpConsumerConfig,
-    ) -> Result<(AmqpConsumer, mpsc::Receiver<Delivery>), BrokerError> {
-        let connection = connect_amqp(&config.settings, "celery-sms-demo worker").await?;
+    ) -> Result<(AmqpConsumer, mpsc::Receiver<Delivery<AmqpToken>>), BrokerError> {
+        let connection = connect_amqp(&config.settings, "celery worker").await?;
         let (deliveries_tx, deliveries_rx) = mpsc::channel(usize::from(config.prefetch).max(1));
         let stop_fetching = CancellationToken::new();
         let closed = CancellationToken::new();
@@ -289,6 +128,7 @@ impl AmqpConsumer {
                 last_tag: 0,
                 unsettled: 0,
                 tracker: AckTracker::default(),
+                ackers: HashMap::new(),
             };
             handles.push(tokio::spawn(worker.run(
                 deliveries_tx.clone(),
@@ -308,8 +148,12 @@ impl AmqpConsumer {
         };
         Ok((consumer, deliveries_rx))
     }
+}
 
-    pub fn settle(&self, token: AmqpToken, settlement: Settlement) {
+impl Consumer for AmqpConsumer {
+    type Token = AmqpToken;
+
+    fn settle(&self, token: AmqpToken, settlement: Settlement) {
         if let Some(control) = self.inner.controls.get(token.queue) {
             if token.held {
                 let _ = control.send(Control::Hold(-1));
@@ -320,7 +164,7 @@ impl AmqpConsumer {
 
     /// A task held for its ETA should not use up the prefetch window:
     /// raise the channel's prefetch by one while it waits (as Celery does).
-    pub fn release_slot(&self, token: &mut AmqpToken) {
+    fn release_slot(&self, token: &mut AmqpToken) {
         if !token.held
             && let Some(control) = self.inner.controls.get(token.queue)
         {
@@ -330,14 +174,23 @@ impl AmqpConsumer {
     }
 
     /// Stops taking new deliveries (basic.cancel); settling continues.
-    pub fn stop_fetching(&self) {
+    fn stop_fetching(&self) {
         self.inner.stop_fetching.cancel();
+    }
+
+    /// Nothing to do: deliveries never started stay unacked, and RabbitMQ
+    /// requeues them when [`close`](Consumer::close) closes their channel.
+    async fn give_back(&self, _tokens: Vec<AmqpToken>) {}
+
+    /// Closing the channels requeues everything unacked at once.
+    async fn abandon(&self) {
+        self.close().await;
     }
 
     /// Writes the last acks, then closes the channels and the connection.
     /// Whatever is still unacked goes back to the queue (RabbitMQ requeues
     /// the unacked messages of a closed channel).
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.inner.stop_fetching.cancel();
         self.inner.closed.cancel();
         let handles = std::mem::take(&mut *self.inner.done.lock().await);
@@ -363,12 +216,14 @@ struct QueueConsumer {
     /// hands these back to RabbitMQ, which delivers them again).
     unsettled: u64,
     tracker: AckTracker,
+    /// The acker of every finished delivery not acked yet, by tag.
+    ackers: HashMap<u64, Acker>,
 }
 
 impl QueueConsumer {
     async fn run(
         mut self,
-        deliveries: mpsc::Sender<Delivery>,
+        deliveries: mpsc::Sender<Delivery<AmqpToken>>,
         mut controls: mpsc::UnboundedReceiver<Control>,
         stop_fetching: CancellationToken,
         closed: CancellationToken,
@@ -391,8 +246,8 @@ impl QueueConsumer {
                         }
                         // ...or sooner, before the broker's window runs dry.
                         let enough = (usize::from(self.prefetch) / 2).clamp(1, ACK_BATCH);
-                        if self.tracker.finished.len() >= enough {
-                            self.tracker.flush(false).await;
+                        if self.tracker.waiting() >= enough {
+                            self.ack(false).await;
                         }
                     }
                     None => break,
@@ -406,11 +261,11 @@ impl QueueConsumer {
                     while let Ok(control) = controls.try_recv() {
                         self.apply(control).await;
                     }
-                    self.tracker.flush(true).await;
+                    self.ack(true).await;
                     let _ = self.channel.close(200, "bye".into()).await;
                     break;
                 }
-                _ = tick.tick() => self.tracker.flush(true).await,
+                _ = tick.tick() => self.ack(true).await,
                 next = self.consumer.next(), if fetching => match next {
                     Some(Ok(delivery)) => {
                         if delivery.acker.poisoned() {
@@ -435,7 +290,7 @@ impl QueueConsumer {
                             received: decode_delivery(&delivery.properties, &delivery.data),
                             queue: self.queue.clone(),
                             redelivered: delivery.redelivered,
-                            token: SettleToken::Amqp(token),
+                            token,
                         };
                         if deliveries.send(forwarded).await.is_err() {
                             fetching = false;
@@ -463,6 +318,7 @@ impl QueueConsumer {
     fn new_channel_incarnation(&mut self) {
         self.generation += 1;
         self.tracker = AckTracker::default();
+        self.ackers.clear();
         self.held = 0;
         self.last_tag = 0;
         info!(
@@ -478,9 +334,21 @@ impl QueueConsumer {
                 if token.generation == self.generation && !token.acker.poisoned() =>
             {
                 self.unsettled = self.unsettled.saturating_sub(1);
-                self.tracker
-                    .settle(token.tag, token.acker, settlement)
-                    .await;
+                match settlement {
+                    Settlement::Ack => {
+                        self.tracker.finished(token.tag, Instant::now());
+                        self.ackers.insert(token.tag, token.acker);
+                    }
+                    Settlement::Reject | Settlement::Requeue => {
+                        // requeue=false: dropped, or dead-lettered if the queue has a DLX.
+                        let requeue = settlement == Settlement::Requeue;
+                        if let Err(error) = token.acker.reject(BasicRejectOptions { requeue }).await
+                        {
+                            debug!(%error, "reject failed; RabbitMQ will redeliver the message");
+                        }
+                        self.tracker.settled_alone(token.tag);
+                    }
+                }
             }
             Control::Settle(..) => {} // settled after a reconnect: already void
             Control::Hold(delta) => {
@@ -497,90 +365,35 @@ impl QueueConsumer {
             }
         }
     }
-}
 
-/// How often finished tasks are acked, and how many trigger an ack at once.
-const ACK_INTERVAL: Duration = Duration::from_millis(5);
-const ACK_BATCH: usize = 256;
-
-/// How long a finished task may wait behind an unfinished lower tag before
-/// it is acked on its own.
-const STRAGGLER_WAIT: Duration = Duration::from_millis(50);
-
-/// Tracks which delivery tags are finished and acks them in runs.
-#[derive(Default)]
-struct AckTracker {
-    /// The lowest tag not yet acked (tags start at 1 on each channel).
-    next: u64,
-    /// Finished, not yet acked: tag → (acker, when it finished).
-    finished: BTreeMap<u64, (Acker, Instant)>,
-    /// Above `next` but already settled on their own (rejected or acked singly).
-    settled_alone: BTreeSet<u64>,
-}
-
-impl AckTracker {
-    async fn settle(&mut self, tag: u64, acker: Acker, settlement: Settlement) {
-        if self.next == 0 {
-            self.next = 1;
-        }
-        match settlement {
-            Settlement::Ack => {
-                self.finished.insert(tag, (acker, Instant::now()));
-            }
-            Settlement::Reject | Settlement::Requeue => {
-                // requeue=false: dropped, or dead-lettered if the queue has a DLX.
-                let requeue = settlement == Settlement::Requeue;
-                if let Err(error) = acker.reject(BasicRejectOptions { requeue }).await {
-                    debug!(%error, "reject failed; RabbitMQ will redeliver the message");
-                }
-                self.settled_alone.insert(tag);
-            }
-        }
-    }
-
-    /// Acks the contiguous run of finished tags with one `multiple` ack; with
-    /// `stragglers`, also acks on their own those stuck behind a gap.
-    async fn flush(&mut self, stragglers: bool) {
-        if self.next == 0 {
+    /// Sends the acks the tracker says are due; with `stragglers`, also those
+    /// of finished tasks waiting too long behind an unfinished one.
+    async fn ack(&mut self, stragglers: bool) {
+        let due = self.tracker.flush(Instant::now(), stragglers);
+        if due.is_empty() {
             return;
         }
-        if !self.finished.is_empty() {
-            // These tasks' log lines leave before their acks: a worker killed
-            // right after an ack has still logged what it ran.
-            shared::logging::flush();
-        }
-        let mut last = None;
-        loop {
-            if let Some((acker, _)) = self.finished.remove(&self.next) {
-                last = Some(acker);
-            } else if !self.settled_alone.remove(&self.next) {
-                break;
+        // These tasks' log lines leave before their acks: a worker killed
+        // right after an ack has still logged what it ran.
+        shared::logging::flush();
+        for ack in due {
+            let (tag, multiple) = match ack {
+                Ack::Through(tag) => (tag, true),
+                Ack::One(tag) => (tag, false),
+            };
+            let Some(acker) = self.ackers.remove(&tag) else {
+                continue;
+            };
+            if multiple {
+                // The ones below are covered by this ack.
+                self.ackers.retain(|other, _| *other > tag);
             }
-            self.next += 1;
-        }
-        if let Some(acker) = last {
-            ack(&acker, true).await;
-        }
-        if stragglers {
-            let due: Vec<u64> = self
-                .finished
-                .iter()
-                .filter(|(_, (_, since))| since.elapsed() >= STRAGGLER_WAIT)
-                .map(|(tag, _)| *tag)
-                .collect();
-            for tag in due {
-                if let Some((acker, _)) = self.finished.remove(&tag) {
-                    ack(&acker, false).await;
-                    self.settled_alone.insert(tag);
+            match acker.ack(BasicAckOptions { multiple }).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    debug!("ack lost with the connection; RabbitMQ will redeliver")
                 }
             }
         }
-    }
-}
-
-async fn ack(acker: &Acker, multiple: bool) {
-    match acker.ack(BasicAckOptions { multiple }).await {
-        Ok(true) => {}
-        Ok(false) | Err(_) => debug!("ack lost with the connection; RabbitMQ will redeliver"),
     }
 }
