@@ -19,7 +19,6 @@ use tracing::{info, warn};
 use super::is_connection_error;
 use crate::{
     broker::{BrokerError, Consumer, Delivery, Settlement},
-    protocol::redis_envelope,
     redis_connection::{RedisConnection, Role},
 };
 
@@ -114,7 +113,7 @@ impl RedisConsumer {
         tokio::spawn(consumer.clone().settle_loop(settle_rx));
         tokio::spawn(consumer.clone().refresh_loop());
         tokio::spawn(consumer.clone().sweep_loop());
-        for list in consumer.lists(0) {
+        for list in super::lists(&consumer.inner.config.queues, 0) {
             tokio::spawn(consumer.clone().wait_loop(list));
         }
         Ok((consumer, deliveries_rx))
@@ -137,28 +136,6 @@ impl RedisConsumer {
         } else {
             warn!(%error, "Redis refused {doing}; retrying");
         }
-    }
-
-    /// Every list we read, in the order we serve them: priority 0 of every
-    /// queue first, then priority 3, 6, 9 (kombu's BRPOP order).
-    /// `rotation` shifts which queue comes first within each priority, so one
-    /// busy queue does not starve the others.
-    pub(super) fn lists(&self, rotation: usize) -> Vec<(String, String)> {
-        let mut queues = self.inner.config.queues.clone();
-        if !queues.is_empty() {
-            let shift = rotation % queues.len();
-            queues.rotate_left(shift);
-        }
-        let mut lists = Vec::new();
-        for bucket in 0..4 {
-            for queue in &queues {
-                lists.push((
-                    redis_envelope::queue_lists(queue)[bucket].clone(),
-                    queue.clone(),
-                ));
-            }
-        }
-        lists
     }
 
     /// The tag of a token, for restoring it.

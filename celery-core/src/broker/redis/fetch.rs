@@ -71,7 +71,7 @@ impl RedisConsumer {
         max: usize,
         round: u64,
     ) -> redis::RedisResult<Vec<(String, Vec<u8>, String)>> {
-        let lists = self.lists(round as usize);
+        let lists = super::lists(&self.inner.config.queues, round as usize);
         let mut invocation = self.inner.fetch.prepare_invoke();
         invocation.key(UNACKED).key(UNACKED_INDEX);
         invocation

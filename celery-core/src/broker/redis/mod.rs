@@ -86,6 +86,26 @@ impl Broker for Redis {
     }
 }
 
+/// Every list a consumer of `queues` reads, with its queue, in the order
+/// they are served: priority 0 of every queue first, then priority 3, 6, 9
+/// (kombu's BRPOP order). `rotation` shifts which queue comes first within
+/// each priority, so one busy queue does not starve the others.
+pub(crate) fn lists(queues: &[String], rotation: usize) -> Vec<(String, String)> {
+    let mut queues = queues.to_vec();
+    if !queues.is_empty() {
+        let shift = rotation % queues.len();
+        queues.rotate_left(shift);
+    }
+    let mut lists = Vec::new();
+    for bucket in 0..4 {
+        for queue in &queues {
+            let list = crate::protocol::redis_envelope::queue_lists(queue)[bucket].clone();
+            lists.push((list, queue.clone()));
+        }
+    }
+    lists
+}
+
 pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -122,8 +142,30 @@ impl Backoff {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod pure_tests {
     use super::*;
+
+    #[test]
+    fn lists_serve_priority_zero_of_every_queue_first_and_rotate() {
+        let queues = ["a".to_owned(), "b".to_owned()];
+        let names = |rotation| -> Vec<String> {
+            lists(&queues, rotation)
+                .into_iter()
+                .map(|(list, queue)| format!("{}:{queue}", list.replace("\x06\x16", "/")))
+                .collect()
+        };
+        assert_eq!(
+            names(0),
+            [
+                "a:a", "b:b", "a/3:a", "b/3:b", "a/6:a", "b/6:b", "a/9:a", "b/9:b"
+            ]
+        );
+        assert_eq!(names(1)[..2], ["b:b", "a:a"]);
+        assert!(lists(&[], 3).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_from_100_ms_to_5_s() {
