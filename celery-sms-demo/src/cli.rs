@@ -7,11 +7,11 @@ use std::{
 
 use anyhow::{Context, bail};
 use celery_core::{
-    backend::ResultBackend,
+    backend::{ResultBackend, StoredResult, TaskState},
     beat::{self, BeatConfig},
     broker::{AnyProducer, Producer, Transport},
     protocol::{
-        SendOptions, TaskMessage,
+        SendOptions, TaskMessage, pyrepr,
         time::{self, parse_celery_time},
     },
     worker::{self, ShutdownSignals, WorkerConfig},
@@ -508,40 +508,22 @@ async fn result(args: ResultArgs) -> anyhow::Result<()> {
 
 /// Prints `STATE result` like `AsyncResult.state` / `.result`; a FAILURE or
 /// REVOKED also makes the command fail, as `.get()` raises.
-fn print_result(meta: &Value) -> anyhow::Result<()> {
-    let state = meta
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("PENDING");
-    let result = meta.get("result").cloned().unwrap_or(Value::Null);
+fn print_result(stored: &StoredResult) -> anyhow::Result<()> {
+    let state = &stored.status;
     match state {
-        "FAILURE" | "REVOKED" | "RETRY" => {
-            let exc_type = result
-                .get("exc_type")
-                .and_then(Value::as_str)
-                .unwrap_or("Exception");
-            let message = result
-                .get("exc_message")
-                .map(|m| match m {
-                    Value::Array(items) => items
-                        .iter()
-                        .map(celery_core::protocol::pyrepr::repr)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    other => celery_core::protocol::pyrepr::repr(other),
-                })
-                .unwrap_or_default();
-            print_line(format_args!("{state} {exc_type}({message})"))?;
-            if state != "RETRY" {
-                bail!("task {state}: {exc_type}({message})");
+        TaskState::Failure | TaskState::Revoked | TaskState::Retry => {
+            let shown = stored.exception().map_or_else(
+                || pyrepr::repr(&stored.result),
+                |exception| exception.display(),
+            );
+            print_line(format_args!("{state} {shown}"))?;
+            if *state != TaskState::Retry {
+                bail!("task {state}: {shown}");
             }
             Ok(())
         }
         _ => {
-            print_line(format_args!(
-                "{state} {}",
-                celery_core::protocol::pyrepr::repr(&result)
-            ))?;
+            print_line(format_args!("{state} {}", pyrepr::repr(&stored.result)))?;
             Ok(())
         }
     }

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use redis::{AsyncCommands, Script};
-use serde::Serialize;
-use serde_json::Value;
 use thiserror::Error;
+
+mod meta;
+
+pub use meta::{ExceptionInfo, ResultMeta, StoredResult, TaskState};
 
 use crate::{
     protocol::json::to_python_json,
@@ -47,6 +49,10 @@ pub enum BackendError {
         "no result for task {task_id} after {waited:?}; is a worker running, with --result-backend set?"
     )]
     Timeout { task_id: String, waited: Duration },
+    #[error(
+        "the stored result of task {task_id} is not a Celery result ({reason}); something other than a worker wrote it"
+    )]
+    Corrupt { task_id: String, reason: String },
 }
 
 impl BackendError {
@@ -59,124 +65,6 @@ impl BackendError {
             _ => false,
         }
     }
-}
-
-/// A task state, as Celery names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum TaskState {
-    Pending,
-    Started,
-    Retry,
-    Failure,
-    Success,
-    Revoked,
-}
-
-impl TaskState {
-    /// SUCCESS, FAILURE and REVOKED are final: `get()` returns on them.
-    pub fn is_ready(self) -> bool {
-        matches!(
-            self,
-            TaskState::Success | TaskState::Failure | TaskState::Revoked
-        )
-    }
-}
-
-/// An exception in Celery's result format.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExceptionInfo {
-    pub exc_type: String,
-    /// `exc.args`, always a list.
-    pub exc_message: Vec<Value>,
-    pub exc_module: String,
-}
-
-impl ExceptionInfo {
-    pub fn new(exc_type: &str, exc_module: &str, message: impl Into<String>) -> Self {
-        Self {
-            exc_type: exc_type.to_owned(),
-            exc_message: vec![Value::String(message.into())],
-            exc_module: exc_module.to_owned(),
-        }
-    }
-
-    /// `ValueError('bad phone')`, as the worker log shows it.
-    pub fn display(&self) -> String {
-        let args: Vec<String> = self
-            .exc_message
-            .iter()
-            .map(crate::protocol::pyrepr::repr)
-            .collect();
-        format!("{}({})", self.exc_type, args.join(", "))
-    }
-}
-
-/// The stored JSON, key order as Celery writes it (§B.2).
-#[derive(Debug, Clone, Serialize)]
-pub struct ResultMeta {
-    pub status: TaskState,
-    pub result: Value,
-    pub traceback: Option<String>,
-    pub children: Vec<Value>,
-    pub date_done: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<String>,
-    pub task_id: String,
-}
-
-impl ResultMeta {
-    pub fn success(task_id: &str, result: Value) -> Self {
-        Self::ready(task_id, TaskState::Success, result, None)
-    }
-
-    pub fn failure(task_id: &str, exception: &ExceptionInfo, traceback: Option<String>) -> Self {
-        Self::ready(
-            task_id,
-            TaskState::Failure,
-            exception_value(exception),
-            traceback,
-        )
-    }
-
-    pub fn revoked(task_id: &str) -> Self {
-        let exception = ExceptionInfo::new("TaskRevokedError", "celery.exceptions", "expired");
-        Self::ready(
-            task_id,
-            TaskState::Revoked,
-            exception_value(&exception),
-            None,
-        )
-    }
-
-    /// RETRY is not final, so it has no `date_done`.
-    pub fn retry(task_id: &str, exception: &ExceptionInfo, traceback: String) -> Self {
-        ResultMeta {
-            status: TaskState::Retry,
-            result: exception_value(exception),
-            traceback: Some(traceback),
-            children: Vec::new(),
-            date_done: None,
-            parent_id: None,
-            task_id: task_id.to_owned(),
-        }
-    }
-
-    fn ready(task_id: &str, status: TaskState, result: Value, traceback: Option<String>) -> Self {
-        ResultMeta {
-            status,
-            result,
-            traceback,
-            children: Vec::new(),
-            date_done: Some(crate::protocol::time::format_celery_time(chrono::Utc::now())),
-            parent_id: None,
-            task_id: task_id.to_owned(),
-        }
-    }
-}
-
-fn exception_value(exception: &ExceptionInfo) -> Value {
-    serde_json::to_value(exception).unwrap_or(Value::Null)
 }
 
 /// The key and the pub/sub channel of a task's result.
@@ -259,10 +147,10 @@ impl ResultBackend {
     }
 
     /// The stored result, or `None` (PENDING) if there is none.
-    pub async fn get(&self, task_id: &str) -> Result<Option<Value>, BackendError> {
+    pub async fn get(&self, task_id: &str) -> Result<Option<StoredResult>, BackendError> {
         let mut connection = self.redis.manager();
         let stored: Option<String> = self.checked(connection.get(result_key(task_id)).await)?;
-        Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
+        stored.map(|json| decode(task_id, &json)).transpose()
     }
 
     /// Subscribes to a task's result channel. Call before sending the task,
@@ -288,24 +176,23 @@ pub struct ResultWaiter {
 
 impl ResultWaiter {
     /// Returns the result once it is SUCCESS, FAILURE or REVOKED.
-    pub async fn wait(mut self, timeout: Duration) -> Result<Value, BackendError> {
+    pub async fn wait(mut self, timeout: Duration) -> Result<StoredResult, BackendError> {
         let task_id = self.task_id.clone();
         let waiting = async {
             // The result may have been stored before we subscribed.
-            if let Some(meta) = self.backend.get(&task_id).await?
-                && is_ready(&meta)
+            if let Some(stored) = self.backend.get(&task_id).await?
+                && stored.status.is_ready()
             {
-                return Ok(meta);
+                return Ok(stored);
             }
             let mut messages = self.pubsub.on_message();
             while let Some(message) = messages.next().await {
                 let Ok(json) = message.get_payload::<String>() else {
                     continue;
                 };
-                if let Ok(meta) = serde_json::from_str::<Value>(&json)
-                    && is_ready(&meta)
-                {
-                    return Ok(meta);
+                let stored = decode(&task_id, &json)?;
+                if stored.status.is_ready() {
+                    return Ok(stored);
                 }
             }
             // The subscription ended (connection lost): fall back to a read.
@@ -326,9 +213,47 @@ impl ResultWaiter {
     }
 }
 
-fn is_ready(meta: &Value) -> bool {
-    matches!(
-        meta.get("status").and_then(Value::as_str),
-        Some("SUCCESS" | "FAILURE" | "REVOKED")
-    )
+/// Reads a stored result; text that is not one is an error, not PENDING.
+fn decode(task_id: &str, json: &str) -> Result<StoredResult, BackendError> {
+    serde_json::from_str(json).map_err(|error| BackendError::Corrupt {
+        task_id: task_id.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn stored_results_read_back_typed() {
+        // Captured from Celery 5.7 (celery-protocol.md §B.2).
+        let failure = r#"{"status": "FAILURE", "result": {"exc_type": "ValueError", "exc_message": ["bad phone"], "exc_module": "builtins"}, "traceback": "Traceback…", "children": [], "date_done": "2026-11-24T15:44:37.200072+00:00", "task_id": "bec1cdcf"}"#;
+        let stored = decode("bec1cdcf", failure).unwrap();
+        assert_eq!(stored.status, TaskState::Failure);
+        assert!(stored.status.is_ready());
+        let exception = stored.exception().unwrap();
+        assert_eq!(exception.display(), "ValueError('bad phone')");
+        let custom = decode(
+            "x",
+            r#"{"status": "PROGRESS", "result": {"done": 3}, "task_id": "x"}"#,
+        )
+        .unwrap();
+        assert_eq!(custom.status, TaskState::Custom("PROGRESS".into()));
+        assert_eq!(custom.result, json!({"done": 3}));
+        assert!(!custom.status.is_ready());
+    }
+
+    #[test]
+    fn corrupt_results_are_errors_not_pending() {
+        for text in ["{not json", "[]", r#"{"result": 1}"#] {
+            let error = decode("some-id", text).unwrap_err();
+            assert!(
+                matches!(&error, BackendError::Corrupt { task_id, .. } if task_id == "some-id"),
+                "{text}: {error}"
+            );
+        }
+    }
 }
