@@ -113,7 +113,11 @@ impl RedisConsumer {
             } else {
                 1
             };
+            // `biased`: when a settlement frees a slot after a warm stop began,
+            // both branches are ready, and an unbiased select would fetch
+            // half the time, taking back the very message just requeued.
             let first = tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 slots = self.inner.slots.clone().acquire_many_owned(wanted as u32) => match slots { Ok(slots) => slots, Err(_) => return },
             };
@@ -127,6 +131,9 @@ impl RedisConsumer {
                     }
                     Err(_) => break,
                 }
+            }
+            if stop.is_cancelled() {
+                return;
             }
             round += 1;
             let fetched = match self.fetch(&mut connection, taken, round).await {
