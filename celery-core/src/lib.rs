@@ -33,7 +33,8 @@
 //! | [`registry`] | the tasks a worker runs, by name |
 //! | [`broker`] | Redis and AMQP transports: sending, fetching, acking, restoring |
 //! | [`worker`] | the consume loop, concurrency, warm/cold shutdown, the banner |
-//! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`) |
+//! | [`canvas`] | `link`, `link_error`, chain, group, chord: what a finished task sets off |
+//! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`), and the chord counter |
 //! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
 //! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
 //!
@@ -60,6 +61,7 @@
 pub mod backend;
 pub mod beat;
 pub mod broker;
+pub mod canvas;
 pub mod protocol;
 pub mod redis_connection;
 pub mod registry;

@@ -30,6 +30,15 @@ Subcommands (stdout is exactly one line; errors go to stderr, exit status != 0):
   state TASK_ID
       Read the state without waiting: {"state", "result"}; for an exception
       ``result`` is {"exc_type", "exc_message"}. An unknown id is PENDING.
+  canvas EXPRESSION [--queue Q] [--timeout SECS]
+      Apply a canvas written in Python, as in Celery's docs, with ``add``,
+      ``mul``, ``xsum``, ``boom``, ``chain``, ``group``, ``chord`` and
+      ``signature`` in scope: ``"chain(add.s(2, 2), mul.s(8))"``. A signature
+      is applied with ``apply_async()``; an expression that already applied
+      one (``add.apply_async((2, 2), link=mul.s(3))``) is used as it is.
+      Waits for the result (``get(propagate=False)``) and prints
+      {"id", "state", "result", "exc_type", "exc_message"}. ``--queue`` sets
+      the app's default queue (``task_default_queue``) for this call.
   push-raw --queue Q --json STRING
       LPUSH STRING as-is onto the Redis list Q in the broker's database
       (hand-made or malformed messages); redis:// brokers only. Prints "ok".
@@ -155,6 +164,30 @@ def cmd_state(app, args):
     print(json.dumps({'state': meta['status'], 'result': jsonable(value)}))
 
 
+def cmd_canvas(app, args):
+    from celery import chain, chord, group, signature
+    from celery.exceptions import TimeoutError as CeleryTimeout
+    from celery.result import AsyncResult, GroupResult
+    scope = {name: app.tasks[name] for name in ('add', 'mul', 'xsum', 'boom')}
+    scope.update(chain=chain, chord=chord, group=group, signature=signature)
+    value = eval(args.expression, scope)  # a test helper: the expression is the test's own
+    result = value if isinstance(value, (AsyncResult, GroupResult)) else value.apply_async()
+    try:
+        got = result.get(timeout=args.timeout, propagate=False)
+    except CeleryTimeout:
+        fail(f'no result for {args.expression} within {args.timeout} s', EXIT_TIMEOUT)
+    state = 'SUCCESS' if isinstance(result, GroupResult) and result.successful() else (
+        'FAILURE' if isinstance(result, GroupResult) else result.state)
+    exc_type, exc_message = exception_fields(got)
+    print(json.dumps({
+        'id': result.id,
+        'state': state,
+        'result': None if exc_type else jsonable(got),
+        'exc_type': exc_type,
+        'exc_message': exc_message,
+    }))
+
+
 def cmd_push_raw(app, args):
     import redis
     url = app.conf.broker_url
@@ -191,6 +224,12 @@ def parser():
     s.add_argument('task_id')
     s.set_defaults(func=cmd_state)
 
+    c = sub.add_parser('canvas', help='apply a canvas expression, wait, print its result as JSON')
+    c.add_argument('expression', help='e.g. "chain(add.s(2, 2), mul.s(8))"')
+    c.add_argument('--queue', help="the app's default queue for this call")
+    c.add_argument('--timeout', type=float, default=30.0, help='seconds (default 30)')
+    c.set_defaults(func=cmd_canvas)
+
     r = sub.add_parser('push-raw', help='LPUSH a raw string to a Redis queue list')
     r.add_argument('--queue', required=True)
     r.add_argument('--json', required=True, help='the string to push, as-is')
@@ -205,7 +244,8 @@ def main(argv=None):
 
     # The last line of defence: whatever hangs (a broker that accepts the TCP
     # connection and then says nothing), the process ends.
-    budget = int(getattr(args, 'timeout', 0) or 0) + 30 if args.command == 'get' else 60
+    waits = args.command in ('get', 'canvas')
+    budget = int(getattr(args, 'timeout', 0) or 0) + 30 if waits else 60
     if args.command == 'delay':
         budget += args.count // 100
 
@@ -214,9 +254,12 @@ def main(argv=None):
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(budget)
 
+    if getattr(args, 'queue', None) and args.command == 'canvas':
+        # config.py reads it when the app loads: the default queue of this call.
+        os.environ['CELERY_QUEUE'] = args.queue
     try:
         app = load_app()
-        if args.command in ('get', 'state') and app.conf.result_backend is None:
+        if args.command in ('get', 'state', 'canvas') and app.conf.result_backend is None:
             fail('no result backend: set CELERY_RESULT_BACKEND, e.g. redis://127.0.0.1:6379/11',
                  EXIT_USAGE)
         args.func(app, args)

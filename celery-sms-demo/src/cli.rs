@@ -107,6 +107,10 @@ struct WorkerArgs {
     #[arg(short = 'Q', long, default_value = "celery", value_delimiter = ',', value_parser = queue_name)]
     queues: Vec<String>,
 
+    /// Where callbacks and chain steps go when they name no queue (Celery's `task_default_queue`).
+    #[arg(long, env = "CELERY_QUEUE", default_value = "celery", value_parser = queue_name)]
+    default_queue: String,
+
     /// Prefetch = concurrency × this.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
     prefetch_multiplier: u32,
@@ -311,6 +315,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             .blocking_threads
             .map_or_else(worker::default_blocking_pool, |n| n as usize),
         queues: args.queues,
+        default_queue: args.default_queue,
         prefetch_multiplier: args.prefetch_multiplier as usize,
         visibility_timeout: args.visibility_timeout,
         hostname,

@@ -146,11 +146,31 @@ pub struct ResultMeta {
     pub children: Vec<Value>,
     pub date_done: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     pub task_id: String,
 }
 
 impl ResultMeta {
+    /// Where the task stands in a canvas, as Celery records it: the group
+    /// it belongs to and the task that sent it.
+    pub fn in_canvas(mut self, group_id: Option<&str>, parent_id: Option<&str>) -> Self {
+        self.group_id = group_id.map(str::to_owned);
+        self.parent_id = parent_id.map(str::to_owned);
+        self
+    }
+
+    /// The tasks it sent on (callbacks, the chain's next step), as Celery's
+    /// `children`: each `AsyncResult.as_tuple()`, `[[id, null], null]`.
+    pub fn with_children(mut self, ids: &[String]) -> Self {
+        self.children = ids
+            .iter()
+            .map(|id| serde_json::json!([[id, null], null]))
+            .collect();
+        self
+    }
+
     pub fn success(task_id: &str, result: Value) -> Self {
         Self::ready(task_id, TaskState::Success, result, None)
     }
@@ -182,6 +202,7 @@ impl ResultMeta {
             traceback: Some(traceback),
             children: Vec::new(),
             date_done: None,
+            group_id: None,
             parent_id: None,
             task_id: task_id.to_owned(),
         }
@@ -194,6 +215,7 @@ impl ResultMeta {
             traceback,
             children: Vec::new(),
             date_done: Some(crate::protocol::time::format_celery_time(chrono::Utc::now())),
+            group_id: None,
             parent_id: None,
             task_id: task_id.to_owned(),
         }

@@ -18,8 +18,10 @@ use futures_lite::StreamExt;
 use redis::{AsyncCommands, Script};
 use thiserror::Error;
 
+mod chord;
 mod meta;
 
+pub use chord::{ChordProgress, HeaderPart, group_key};
 pub use meta::{ExceptionInfo, ResultMeta, StoredResult, TaskState};
 
 use crate::{

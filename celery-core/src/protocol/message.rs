@@ -94,15 +94,6 @@ pub struct Embed {
     pub other: Map<String, Value>,
 }
 
-impl Embed {
-    /// True if the message asks for follow-up tasks (which we do not run).
-    pub fn has_links(&self) -> bool {
-        [&self.callbacks, &self.errbacks, &self.chain, &self.chord]
-            .iter()
-            .any(|link| !link.is_null() && link.as_array().is_none_or(|items| !items.is_empty()))
-    }
-}
-
 /// How a message could not be turned into a task, phrased for the log.
 /// Each variant maps to the exception Python Celery would record.
 #[derive(Debug, Error, Clone, PartialEq)]

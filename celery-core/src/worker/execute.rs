@@ -20,6 +20,8 @@ use tracing::{debug, error, info, warn};
 
 use futures_lite::FutureExt;
 
+use super::canvas;
+
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
     broker::{Broker, Consumer, Delivery, Producer, Settlement},
@@ -48,6 +50,9 @@ pub struct WorkerContext<B: Broker> {
     pub blocking_pool: Arc<Semaphore>,
     /// Fired at warm shutdown: tasks still waiting for their ETA give up.
     pub stop_waiting: CancellationToken,
+    /// Where a callback or chain step goes when its options name no queue
+    /// (Celery's `task_default_queue`).
+    pub default_queue: String,
 }
 
 /// How processing one delivery ended.
@@ -106,11 +111,6 @@ pub async fn process<B: Broker>(
         return Processed::Settled;
     };
     info!("Task {name}[{id}] received");
-    if message.embed.has_links() {
-        warn!(
-            "Task {name}[{id}] carries callbacks or a chain; this worker runs the task but not its links"
-        );
-    }
     let mut token = token;
 
     if let Some(eta) = message.eta()
@@ -131,8 +131,8 @@ pub async fn process<B: Broker>(
         .is_some_and(|expires| expires <= Utc::now())
     {
         info!("Discarding revoked task: {name}[{id}]");
-        store_unless_ignored(&context, &message, ResultMeta::revoked(&id)).await;
-        context.consumer.settle(token, Settlement::Ack);
+        let settlement = canvas::revoked(&context, &message).await;
+        context.consumer.settle(token, settlement);
         return Processed::Settled;
     }
 
@@ -161,7 +161,7 @@ async fn run(
                 "Task {name}[{id}] succeeded in {runtime}s: {}",
                 repr(&value)
             );
-            store_unless_ignored(context, message, ResultMeta::success(id, value)).await
+            canvas::succeeded(context, message, value).await
         }
         Err(TaskError::Retry {
             exception,
@@ -179,12 +179,7 @@ async fn run(
                 "Traceback (most recent call last):\n  (Rust task {name})\n{}\n",
                 exception.display()
             );
-            store_unless_ignored(
-                context,
-                message,
-                ResultMeta::failure(id, &exception, Some(traceback)),
-            )
-            .await
+            canvas::failed(context, message, &exception, traceback).await
         }
     }
 }
@@ -283,13 +278,16 @@ async fn retry(
     store_unless_ignored(
         context,
         message,
-        ResultMeta::retry(id, &exception, traceback),
+        ResultMeta::retry(id, &exception, traceback).in_canvas(
+            message.headers.group.as_deref(),
+            message.headers.parent_id.as_deref(),
+        ),
     )
     .await
 }
 
 /// Stores a result unless the task asked not to (`ignore_result`).
-async fn store_unless_ignored(
+pub(super) async fn store_unless_ignored(
     context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
     meta: ResultMeta,

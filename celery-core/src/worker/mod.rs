@@ -19,6 +19,7 @@
 //!   back on the queue (Redis: restore; AMQP: close the channel).
 
 pub mod banner;
+mod canvas;
 mod execute;
 
 use std::{io::Write, sync::Arc, time::Duration};
@@ -60,6 +61,9 @@ pub struct WorkerConfig {
     /// Blocking tasks running at once, each on a thread of its own.
     pub blocking_pool: usize,
     pub queues: Vec<String>,
+    /// Where callbacks and chain steps go when they name no queue: Celery's
+    /// `task_default_queue`, `celery` unless the application changed it.
+    pub default_queue: String,
     pub prefetch_multiplier: usize,
     pub visibility_timeout: Duration,
     /// `celery@<host>`, as in the banner and logs.
@@ -85,6 +89,7 @@ impl WorkerConfig {
             concurrency: DEFAULT_CONCURRENCY,
             blocking_pool: default_blocking_pool(),
             queues: vec!["celery".to_owned()],
+            default_queue: "celery".to_owned(),
             prefetch_multiplier: 4,
             visibility_timeout: Duration::from_secs(3600),
             hostname: format!("celery@{}", shared::settings::hostname()),
@@ -189,6 +194,7 @@ async fn run_on<B: Broker>(
         concurrency: Arc::new(Semaphore::new(config.concurrency.max(1))),
         blocking_pool: Arc::new(Semaphore::new(config.blocking_pool.max(1))),
         stop_waiting: CancellationToken::new(),
+        default_queue: config.default_queue.clone(),
     });
     let mut in_flight = JoinSet::new();
     let mut report = WorkerReport::default();

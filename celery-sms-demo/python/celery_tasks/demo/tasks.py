@@ -19,3 +19,18 @@ def add(x, y):
 def boom(msg):
     """Always fail with ValueError(msg) (FAILURE)."""
     raise ValueError(msg)
+
+
+# Celery's first-steps tasks (https://docs.celeryq.dev/en/stable/getting-started/next-steps.html),
+# under the same names the Rust app registers them: canvas runs mixed across
+# Python and Rust workers only when both sides know the same names.
+@celery_app.task(name='mul')
+def mul(x, y):
+    """Return x * y."""
+    return x * y
+
+
+@celery_app.task(name='xsum')
+def xsum(numbers):
+    """Return the sum of a list: the usual chord body."""
+    return sum(numbers)

@@ -1,0 +1,423 @@
+//! Applying a signature: turning a chain, a group, a chord or a plain task
+//! call into the task messages that start it — what Celery's
+//! `Signature.apply_async` does, as pure data (no broker here, so every
+//! shape is unit-tested).
+//!
+//! * a **task** is one message; its options become headers and embed
+//!   (`group_id` → header `group`, `link` → `callbacks`, `chain` → `chain`, …);
+//! * a **chain** sends its first step, carrying the rest *reversed* in
+//!   `embed.chain`, so each worker just pops the next one (§1.3);
+//! * a **group** sends every member with headers `group` and `group_index`;
+//! * a **chord** sends its header as a group whose members carry the body
+//!   in `embed.chord`, after the chord's size is recorded in the result
+//!   backend ([`Plan::chord_sizes`]) so the last member to finish knows it
+//!   is the last (§1.5, §1.6).
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::signature::{CanvasError, Shape, Signature};
+use crate::protocol::{SendOptions, TaskMessage, time::parse_celery_time};
+
+/// Deeper than this, a canvas is refused: a hostile message must not make
+/// the worker recurse without bound.
+pub const MAX_DEPTH: usize = 32;
+
+/// The task that sets the new messages off: their `parent_id` and `root_id`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lineage {
+    pub parent_id: Option<String>,
+    pub root_id: Option<String>,
+}
+
+impl Lineage {
+    /// Messages sent because `message` finished: it is their parent, and its
+    /// root (or itself, if it started the workflow) is theirs.
+    pub fn after(message: &TaskMessage) -> Lineage {
+        Lineage {
+            parent_id: Some(message.headers.id.clone()),
+            root_id: Some(
+                message
+                    .headers
+                    .root_id
+                    .clone()
+                    .unwrap_or_else(|| message.headers.id.clone()),
+            ),
+        }
+    }
+}
+
+/// One message to publish, and the queue its options ask for (`None`: the
+/// application's default queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub message: TaskMessage,
+    pub queue: Option<String>,
+}
+
+/// What applying a canvas takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// `(group id, number of header tasks)`, to record before any message
+    /// is sent.
+    pub chord_sizes: Vec<(String, usize)>,
+    pub messages: Vec<Outgoing>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.chord_sizes.is_empty() && self.messages.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Plan) {
+        self.chord_sizes.extend(other.chord_sizes);
+        self.messages.extend(other.messages);
+    }
+}
+
+/// Applies `signature` with `front` before its own arguments (the parent's
+/// result for a callback or a chain step; nothing for a fresh call).
+pub fn apply(
+    signature: Signature,
+    front: &[Value],
+    lineage: &Lineage,
+) -> Result<Plan, CanvasError> {
+    let mut plan = Plan::default();
+    apply_into(&mut plan, signature, front, lineage, 0)?;
+    Ok(plan)
+}
+
+fn apply_into(
+    plan: &mut Plan,
+    mut signature: Signature,
+    front: &[Value],
+    lineage: &Lineage,
+    depth: usize,
+) -> Result<(), CanvasError> {
+    if depth > MAX_DEPTH {
+        return Err(CanvasError::TooDeep(MAX_DEPTH));
+    }
+    match signature.shape()? {
+        Shape::Task => plan
+            .messages
+            .push(message_for(signature.with_args_in_front(front), lineage)),
+        Shape::Chain(mut steps) => {
+            if steps.is_empty() {
+                return Ok(());
+            }
+            let mut first = steps.remove(0);
+            // Reversed, so that each worker pops the next step off the end.
+            let rest: Vec<Value> = steps.iter().rev().map(Signature::to_value).collect();
+            first.set_option("chain", Value::Array(rest));
+            apply_into(plan, first, front, lineage, depth + 1)?;
+        }
+        Shape::Group(members) => {
+            let group_id = signature.freeze();
+            for (index, member) in members.into_iter().enumerate() {
+                let member = member_of(member, &group_id, index, None);
+                apply_into(plan, member, front, lineage, depth + 1)?;
+            }
+        }
+        Shape::Chord {
+            header,
+            group_id,
+            body,
+        } => {
+            let group_id = group_id.unwrap_or_else(|| signature.freeze());
+            let mut body = *body;
+            body.freeze();
+            body.set_option("group_id", Value::String(group_id.clone()));
+            // A chord in the middle of a chain: what follows runs after the body.
+            if let Some(rest) = signature.options.get("chain")
+                && !body.options.contains_key("chain")
+            {
+                body.set_option("chain", rest.clone());
+            }
+            if header.is_empty() {
+                // Nothing to wait for: the body runs at once, on no results.
+                return apply_into(plan, body, &[Value::Array(Vec::new())], lineage, depth + 1);
+            }
+            plan.chord_sizes.push((group_id.clone(), header.len()));
+            let body = body.to_value();
+            for (index, member) in header.into_iter().enumerate() {
+                let member = member_of(member, &group_id, index, Some(&body));
+                apply_into(plan, member, front, lineage, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks a signature as member `index` of group `group_id` (and, in a
+/// chord's header, as carrying the body). A chain is a member through its
+/// last step: that is the result the group waits for.
+fn member_of(
+    mut member: Signature,
+    group_id: &str,
+    index: usize,
+    body: Option<&Value>,
+) -> Signature {
+    if let Ok(Shape::Chain(mut steps)) = member.shape()
+        && let Some(last) = steps.pop()
+    {
+        steps.push(member_of(last, group_id, index, body));
+        let steps = steps.iter().map(Signature::to_value).collect();
+        member
+            .kwargs
+            .insert("tasks".to_owned(), Value::Array(steps));
+        return member;
+    }
+    member.set_option("group_id", Value::String(group_id.to_owned()));
+    member.set_option("group_index", Value::from(index));
+    if let Some(body) = body {
+        member.set_option("chord", body.clone());
+    }
+    member
+}
+
+/// The message for a plain task signature, as Celery's `as_task_v2` builds
+/// it from the signature's options.
+fn message_for(mut signature: Signature, lineage: &Lineage) -> Outgoing {
+    let id = signature.freeze();
+    let options = &signature.options;
+    let seconds = |name: &str| options.get(name).and_then(Value::as_f64);
+    let time = |name: &str| match options.get(name) {
+        Some(Value::String(text)) => parse_celery_time(text),
+        Some(Value::Number(number)) => number
+            .as_f64()
+            .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+            .and_then(|delay| crate::protocol::time::after(Utc::now(), delay)),
+        _ => None,
+    };
+    let send = SendOptions {
+        eta: time("eta").or_else(|| time("countdown")),
+        expires: time("expires"),
+        priority: options
+            .get("priority")
+            .and_then(Value::as_u64)
+            .map_or(0, |priority| u8::try_from(priority.min(255)).unwrap_or(255)),
+        time_limit: seconds("time_limit"),
+        soft_time_limit: seconds("soft_time_limit"),
+        ignore_result: options.get("ignore_result").and_then(Value::as_bool) == Some(true),
+    };
+    let mut message = TaskMessage::new(
+        &signature.task,
+        signature.args.clone(),
+        signature.kwargs.clone(),
+        &send,
+    );
+    let headers = &mut message.headers;
+    headers.id.clone_from(&id);
+    headers.root_id = Some(lineage.root_id.clone().unwrap_or_else(|| id.clone()));
+    headers.parent_id.clone_from(&lineage.parent_id);
+    headers.group = signature.option_str("group_id").map(str::to_owned);
+    headers.group_index = options.get("group_index").and_then(Value::as_i64);
+    headers.shadow = signature.option_str("shadow").map(str::to_owned);
+    message.properties.correlation_id = id;
+    if let Some(reply_to) = signature.option_str("reply_to") {
+        message.properties.reply_to = Some(reply_to.to_owned());
+    }
+    message.embed.callbacks = links(options.get("link"));
+    message.embed.errbacks = links(options.get("link_error"));
+    message.embed.chain = options.get("chain").cloned().unwrap_or(Value::Null);
+    message.embed.chord = match options.get("chord") {
+        Some(Value::Object(body)) if !body.is_empty() => Value::Object(body.clone()),
+        _ => Value::Null,
+    };
+    let queue = match options.get("queue") {
+        Some(Value::String(name)) => Some(name.clone()),
+        // kombu may write the Queue object out as a dict with its name.
+        Some(Value::Object(queue)) => queue.get("name").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    Outgoing { message, queue }
+}
+
+/// `link` / `link_error` as Celery puts them in the embed: a list, or null
+/// when there are none.
+fn links(value: Option<&Value>) -> Value {
+    match value {
+        Some(Value::Array(items)) if !items.is_empty() => Value::Array(items.clone()),
+        Some(single @ Value::Object(_)) => Value::Array(vec![single.clone()]),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn task(name: &str, args: Value) -> Signature {
+        let Value::Array(args) = args else {
+            panic!("args must be a list")
+        };
+        Signature::new(name, args)
+    }
+
+    fn chain(steps: Vec<Signature>) -> Signature {
+        let mut chain = Signature::new("celery.chain", vec![]);
+        chain.subtask_type = Some("chain".into());
+        let steps = steps.iter().map(Signature::to_value).collect();
+        chain.kwargs.insert("tasks".into(), Value::Array(steps));
+        chain
+    }
+
+    #[test]
+    fn a_callback_gets_the_result_in_front_and_its_parent() {
+        let parent = Lineage {
+            parent_id: Some("p".into()),
+            root_id: Some("r".into()),
+        };
+        let plan = apply(task("mul", json!([3])), &[json!(4)], &parent).unwrap();
+        assert!(plan.chord_sizes.is_empty());
+        let message = &plan.messages[0].message;
+        assert_eq!(message.args, vec![json!(4), json!(3)]);
+        assert_eq!(message.headers.parent_id.as_deref(), Some("p"));
+        assert_eq!(message.headers.root_id.as_deref(), Some("r"));
+        assert_eq!(message.properties.correlation_id, message.headers.id);
+        assert!(message.embed.chain.is_null() && message.embed.callbacks.is_null());
+    }
+
+    #[test]
+    fn a_chain_sends_its_first_step_with_the_rest_reversed() {
+        let mut steps = vec![
+            task("add", json!([2, 2])),
+            task("mul", json!([8])),
+            task("add", json!([1])),
+        ];
+        for (i, step) in steps.iter_mut().enumerate() {
+            step.set_option("task_id", json!(format!("s{i}")));
+        }
+        let plan = apply(chain(steps), &[], &Lineage::default()).unwrap();
+        let [first] = &plan.messages[..] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(first.message.headers.id, "s0");
+        assert_eq!(first.message.headers.root_id.as_deref(), Some("s0"));
+        let rest = Signature::list_from(Some(&first.message.embed.chain)).unwrap();
+        let ids: Vec<_> = rest.iter().map(|step| step.id().unwrap()).collect();
+        assert_eq!(ids, ["s2", "s1"]);
+    }
+
+    #[test]
+    fn a_group_numbers_its_members() {
+        let mut group = Signature::new("celery.group", vec![]);
+        group.subtask_type = Some("group".into());
+        group.set_option("task_id", json!("gid"));
+        group.kwargs.insert(
+            "tasks".into(),
+            json!([
+                task("add", json!([1, 1])).to_value(),
+                task("add", json!([2, 2])).to_value()
+            ]),
+        );
+        let plan = apply(group, &[], &Lineage::default()).unwrap();
+        let headers: Vec<_> = plan
+            .messages
+            .iter()
+            .map(|out| {
+                (
+                    out.message.headers.group.clone(),
+                    out.message.headers.group_index,
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers,
+            [(Some("gid".into()), Some(0)), (Some("gid".into()), Some(1))]
+        );
+        assert!(plan.chord_sizes.is_empty());
+    }
+
+    #[test]
+    fn a_chord_records_its_size_and_hands_each_member_the_body() {
+        let mut chord = Signature::new("celery.chord", vec![]);
+        chord.subtask_type = Some("chord".into());
+        chord.kwargs.insert(
+            "header".into(),
+            json!([
+                task("add", json!([1, 1])).to_value(),
+                chain(vec![task("add", json!([2, 2])), task("mul", json!([2]))]).to_value()
+            ]),
+        );
+        chord
+            .kwargs
+            .insert("body".into(), task("xsum", json!([])).to_value());
+        chord.set_option("chain", json!([task("mul", json!([10])).to_value()]));
+        let plan = apply(chord, &[], &Lineage::default()).unwrap();
+        let (group_id, size) = plan.chord_sizes[0].clone();
+        assert_eq!(size, 2);
+        let [plain, chained] = &plan.messages[..] else {
+            panic!("{plan:?}")
+        };
+        // The plain member carries the body; the chain carries it on its last step.
+        assert_eq!(
+            plain.message.headers.group.as_deref(),
+            Some(group_id.as_str())
+        );
+        let body = Signature::from_value(&plain.message.embed.chord).unwrap();
+        assert_eq!(body.task, "xsum");
+        assert_eq!(body.option_str("group_id"), Some(group_id.as_str()));
+        assert!(body.id().is_some());
+        // What followed the chord in its chain follows the body.
+        assert_eq!(
+            Signature::list_from(body.options.get("chain")).unwrap()[0].task,
+            "mul"
+        );
+        assert!(chained.message.headers.group.is_none());
+        let last = &Signature::list_from(Some(&chained.message.embed.chain)).unwrap()[0];
+        assert_eq!(last.option_str("group_id"), Some(group_id.as_str()));
+        assert_eq!(last.options.get("group_index"), Some(&json!(1)));
+        assert_eq!(last.options.get("chord"), Some(&body.to_value()));
+    }
+
+    #[test]
+    fn an_empty_chord_runs_its_body_on_no_results() {
+        let mut chord = Signature::new("celery.chord", vec![]);
+        chord.subtask_type = Some("chord".into());
+        chord.kwargs.insert("header".into(), json!([]));
+        chord
+            .kwargs
+            .insert("body".into(), task("xsum", json!([])).to_value());
+        let plan = apply(chord, &[], &Lineage::default()).unwrap();
+        assert!(plan.chord_sizes.is_empty());
+        assert_eq!(plan.messages[0].message.args, vec![json!([])]);
+    }
+
+    #[test]
+    fn options_become_headers_and_queues() {
+        let mut sig = task("add", json!([1, 2]));
+        sig.options = serde_json::from_value(json!({
+            "queue": "fast", "priority": 300, "countdown": 60, "time_limit": 5,
+            "link": task("mul", json!([2])).to_value(), "shadow": "add-shadow"
+        }))
+        .unwrap();
+        let out = &apply(sig, &[], &Lineage::default()).unwrap().messages[0];
+        assert_eq!(out.queue.as_deref(), Some("fast"));
+        assert_eq!(out.message.properties.priority, 255);
+        assert!(out.message.eta().is_some_and(|eta| eta > Utc::now()));
+        assert_eq!(
+            out.message.hard_time_limit(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            out.message.embed.callbacks.as_array().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(out.message.headers.shadow.as_deref(), Some("add-shadow"));
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused() {
+        let mut sig = task("noop", json!([]));
+        for _ in 0..=MAX_DEPTH + 1 {
+            sig = chain(vec![sig]);
+        }
+        assert_eq!(
+            apply(sig, &[], &Lineage::default()),
+            Err(CanvasError::TooDeep(MAX_DEPTH))
+        );
+    }
+}
