@@ -1,5 +1,7 @@
 //! The command line: Celery's option names, our defaults (the blog's).
 
+mod canvas;
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -204,6 +206,10 @@ struct SendArgs {
     #[arg(long, default_value = "celery", value_parser = queue_name)]
     queue: String,
 
+    /// Send a canvas instead of one task: 'add(2, 2) | mul(8)' (a chain), '[add(1, 1), add(2, 2)]' (a group), '[add(1, 1), add(2, 2)] | xsum()' (a chord).
+    #[arg(long, value_name = "EXPRESSION", conflicts_with_all = ["args", "task", "count", "countdown", "eta", "expires"])]
+    canvas: Option<String>,
+
     /// Task name (the blog's task is SMS; `noop` exists for benchmarks).
     #[arg(long, default_value = "SMS", value_parser = not_empty)]
     task: String,
@@ -369,6 +375,18 @@ async fn run_beat(args: BeatArgs) -> anyhow::Result<()> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<()> {
+    if let Some(expression) = &args.canvas {
+        return canvas::send(canvas::CanvasSend {
+            expression,
+            broker: &args.broker.broker,
+            amqp: args.broker.amqp(None),
+            result_backend: args.broker.result_backend.as_deref(),
+            connect_timeout: args.broker.connect_timeout,
+            queue: &args.queue,
+            wait: args.wait.then_some(args.timeout),
+        })
+        .await;
+    }
     if args.task == "SMS" && args.args.len() != 2 {
         bail!(
             "the SMS task takes MOBILE CODE (e.g. send 13800000000 123456), got {} argument(s)",

@@ -187,3 +187,66 @@ async fn canvas_runs_mixed_with_python_workers_over_redis() {
 async fn canvas_runs_mixed_with_python_workers_over_amqp() {
     canvas_runs_mixed_with_python_workers(Kind::Amqp).await;
 }
+
+/// `send --canvas` from Rust: a chain, a chord and a group run on a
+/// Python worker, and `--wait` prints what Python computed.
+async fn our_canvas_runs_on_a_python_worker(kind: Kind) {
+    let queue = unique_name("canvas-to-py");
+    let mut python = start_python_worker(kind, &queue, &[("CELERY_QUEUE", queue.as_str())]).await;
+    let broker = kind.broker();
+    let send = |expression: &'static str| {
+        let (broker, queue) = (broker.clone(), queue.clone());
+        async move {
+            let (code, out, err) = run_cli(&[
+                "send",
+                "--broker",
+                &broker,
+                "--result-backend",
+                RESULTS,
+                "--queue",
+                &queue,
+                "--canvas",
+                expression,
+                "--wait",
+                "--timeout",
+                "30",
+            ])
+            .await;
+            assert_eq!(code, Some(0), "{expression}: {err}");
+            out.lines().skip(1).map(str::to_owned).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(send("add(2, 2) | mul(8) | add(1)").await, ["SUCCESS 33"]);
+    assert_eq!(
+        send("[add(1, 1), add(2, 2), add(3, 3)] | xsum()").await,
+        ["SUCCESS 12"]
+    );
+    assert_eq!(
+        send("[add(1, 1), mul(2, 3) | add(1)]").await,
+        ["SUCCESS 2", "SUCCESS 7"]
+    );
+    assert_eq!(
+        send("add(1, 1) | [add(1), add(2)] | xsum.s() | mul.si(3, 3)").await,
+        ["SUCCESS 9"]
+    );
+
+    // A mistake in the expression is one line that says where.
+    let (code, _, err) =
+        run_cli(&["send", "--broker", &broker, "--canvas", "add(2, 2) | mul(8"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("canvas expression, at character 18"), "{err}");
+
+    python.signal("-TERM");
+    python.wait().await;
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn our_canvas_runs_on_a_python_worker_over_redis() {
+    our_canvas_runs_on_a_python_worker(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn our_canvas_runs_on_a_python_worker_over_amqp() {
+    our_canvas_runs_on_a_python_worker(Kind::Amqp).await;
+}

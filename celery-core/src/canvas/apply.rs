@@ -148,6 +148,81 @@ fn apply_into(
     Ok(())
 }
 
+/// What to wait for to have a canvas's result: one task's result (a task,
+/// a chain's last step, a chord's body), or each member's of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Awaited {
+    One(String),
+    All(Vec<Awaited>),
+}
+
+impl Awaited {
+    /// Every task id to wait for, in order.
+    pub fn ids(&self) -> Vec<&str> {
+        match self {
+            Awaited::One(id) => vec![id.as_str()],
+            Awaited::All(members) => members.iter().flat_map(Awaited::ids).collect(),
+        }
+    }
+}
+
+/// Gives every task of a canvas its id before anything is sent, as
+/// Celery's `freeze()` does, so the caller can subscribe to the result
+/// first. Returns what to wait for.
+pub fn freeze(signature: &mut Signature) -> Result<Awaited, CanvasError> {
+    freeze_at(signature, 0)
+}
+
+fn freeze_at(signature: &mut Signature, depth: usize) -> Result<Awaited, CanvasError> {
+    if depth > MAX_DEPTH {
+        return Err(CanvasError::TooDeep(MAX_DEPTH));
+    }
+    let frozen = |parts: &mut Vec<Signature>| -> Result<Vec<Awaited>, CanvasError> {
+        parts
+            .iter_mut()
+            .map(|part| freeze_at(part, depth + 1))
+            .collect()
+    };
+    let list = |parts: &[Signature]| Value::Array(parts.iter().map(Signature::to_value).collect());
+    match signature.shape()? {
+        Shape::Task => Ok(Awaited::One(signature.freeze())),
+        Shape::Chain(mut steps) => {
+            let last = frozen(&mut steps)?
+                .pop()
+                .unwrap_or(Awaited::All(Vec::new()));
+            signature.kwargs.insert("tasks".to_owned(), list(&steps));
+            Ok(last)
+        }
+        Shape::Group(mut members) => {
+            signature.freeze();
+            let all = frozen(&mut members)?;
+            signature.kwargs.insert("tasks".to_owned(), list(&members));
+            Ok(Awaited::All(all))
+        }
+        Shape::Chord {
+            mut header,
+            group_id,
+            mut body,
+        } => {
+            let group_id = group_id.unwrap_or_else(|| signature.freeze());
+            frozen(&mut header)?;
+            let awaited = freeze_at(&mut body, depth + 1)?;
+            // The header as it came (a group signature, or a bare list), frozen.
+            let header = match signature.kwargs.get("header").map(Signature::from_value) {
+                Some(Ok(mut group)) => {
+                    group.kwargs.insert("tasks".to_owned(), list(&header));
+                    group.set_option("task_id", Value::String(group_id));
+                    group.to_value()
+                }
+                _ => list(&header),
+            };
+            signature.kwargs.insert("header".to_owned(), header);
+            signature.kwargs.insert("body".to_owned(), body.to_value());
+            Ok(awaited)
+        }
+    }
+}
+
 /// Marks a signature as member `index` of group `group_id` (and, in a
 /// chord's header, as carrying the body). A chain is a member through its
 /// last step: that is the result the group waits for.
@@ -407,6 +482,31 @@ mod tests {
             Some(1)
         );
         assert_eq!(out.message.headers.shadow.as_deref(), Some("add-shadow"));
+    }
+
+    #[test]
+    fn freezing_names_what_to_wait_for() {
+        let mut chord =
+            crate::canvas::expression::parse("[add(1, 1), add(2, 2)] | xsum()").unwrap();
+        let Awaited::One(body_id) = freeze(&mut chord).unwrap() else {
+            panic!("a chord's result is its body's")
+        };
+        // Applying uses the frozen ids: the body the members carry is the one awaited.
+        let plan = apply(chord, &[], &Lineage::default()).unwrap();
+        let body = Signature::from_value(&plan.messages[0].message.embed.chord).unwrap();
+        assert_eq!(body.id(), Some(body_id.as_str()));
+        assert_eq!(plan.chord_sizes[0].0, body.option_str("group_id").unwrap());
+
+        let mut group =
+            crate::canvas::expression::parse("[add(1, 1), add(2, 2) | mul(2)]").unwrap();
+        let awaited = freeze(&mut group).unwrap();
+        let plan = apply(group, &[], &Lineage::default()).unwrap();
+        let ids = awaited.ids();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0], plan.messages[0].message.headers.id);
+        // The chain's result is its last step's, which travels in the embed.
+        let chained = Signature::list_from(Some(&plan.messages[1].message.embed.chain)).unwrap();
+        assert_eq!(chained[0].id(), Some(ids[1]));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! | module | job |
 //! |---|---|
 //! | [`signature`] | a signature's JSON, and what shape it stands for |
-//! | [`apply`] | a signature → the messages that start it (pure) |
+//! | [`expression`] | `add(2, 2) \| mul(8)`: a canvas written on one line |
+//! | [`apply`] | a signature → the messages that start it; ids frozen first (pure) |
 //! | [`follow_up`] | a finished task → what it must set off (pure) |
 //! | [`chord`] | joining a chord's header results (pure) |
 //!
@@ -20,8 +21,9 @@
 
 pub mod apply;
 pub mod chord;
+pub mod expression;
 pub mod follow_up;
 pub mod signature;
 
-pub use apply::{Lineage, Outgoing, Plan, apply};
+pub use apply::{Awaited, Lineage, Outgoing, Plan, apply, freeze};
 pub use signature::{CanvasError, Shape, Signature};
