@@ -331,6 +331,42 @@ def stop(proc):
     proc.wait(timeout=10)
 
 
+def time_drain(broker, proc, log, queue, n, timeout, label):
+    """Watch a started worker drain n pre-loaded tasks from queue.
+
+    Returns (tasks/s from its first task taken to the last one acked, peak
+    RSS in KiB). Exits with the worker's last log lines if it dies.
+    """
+    first = end = None
+    peak = 0
+    next_rss = 0.0
+    deadline = time.perf_counter() + timeout
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            sys.exit(f'error: {label} exited with {proc.returncode} while draining {queue}:\n'
+                     + ''.join(log.readlines()[-30:]))
+        now = time.perf_counter()
+        if first is None and broker.ready(queue) < n:
+            first = now          # the worker took its first task
+        if first is not None and broker.drained(queue):
+            end = time.perf_counter()
+            break
+        if now >= next_rss:
+            peak = max(peak, rss_kib(proc.pid))
+            next_rss = now + 0.1
+        if now > deadline:
+            sys.exit(f'error: {label} did not drain {n} tasks within '
+                     f'{timeout:.0f} s (left: {broker.ready(queue)})')
+        # 10 ms: 0.1 % of a 10 s drain, and the polling itself stays
+        # under ~5 % of one core, which matters on a 2-core machine.
+        time.sleep(0.01)
+    peak = max(peak, rss_kib(proc.pid))
+    if not broker.wait_acked(queue, 60):
+        progress(f'warning: {label} still holds unacked messages 60 s after the queue emptied')
+    return n / max(end - first, 1e-6), peak
+
+
 # --- the benchmark --------------------------------------------------------------
 
 class Bench:
@@ -441,34 +477,7 @@ class Bench:
             proc = subprocess.Popen(self.worker_cmd(label, pool_args, queue), cwd=PYDIR,
                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-            first = end = None
-            peak = 0
-            next_rss = 0.0
-            deadline = time.perf_counter() + self.timeout
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    sys.exit(f'error: {label} exited with {proc.returncode} while draining {queue}:\n'
-                             + ''.join(log.readlines()[-30:]))
-                now = time.perf_counter()
-                if first is None and self.broker.ready(queue) < self.n:
-                    first = now          # the worker took its first task
-                if first is not None and self.broker.drained(queue):
-                    end = time.perf_counter()
-                    break
-                if now >= next_rss:
-                    peak = max(peak, rss_kib(proc.pid))
-                    next_rss = now + 0.1
-                if now > deadline:
-                    sys.exit(f'error: {label} did not drain {self.n} tasks within '
-                             f'{self.timeout:.0f} s (left: {self.broker.ready(queue)})')
-                # 10 ms: 0.1 % of a 10 s drain, and the polling itself stays
-                # under ~5 % of one core, which matters on a 2-core machine.
-                time.sleep(0.01)
-            peak = max(peak, rss_kib(proc.pid))
-            if not self.broker.wait_acked(queue, 60):
-                progress(f'warning: {label} still holds unacked messages 60 s after the queue emptied')
-            rate = self.n / max(end - first, 1e-6)
+            rate, peak = time_drain(self.broker, proc, log, queue, self.n, self.timeout, label)
         finally:
             if proc is not None:
                 stop(proc)
