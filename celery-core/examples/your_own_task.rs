@@ -27,7 +27,8 @@ use shared::{Shutdown, logging, settings::LogLevel};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let _log = logging::init(LogLevel::Info);
-    let mut shutdown = Shutdown::new()?;
+    // Created first: from here on Ctrl-C and SIGTERM stop the worker cleanly.
+    let shutdown = Shutdown::new()?;
 
     // An async task: `@app.task(name='word_count') def word_count(text): …`
     let word_count = Task::new("word_count", &["text"], |(text,): (String,)| async move {
@@ -58,14 +59,6 @@ async fn main() -> anyhow::Result<()> {
     config.app_name = "your_own_task".to_owned();
     config.banner = true;
 
-    let signals = ShutdownSignals::default();
-    let stages = signals.clone();
-    tokio::spawn(async move {
-        shutdown.recv().await;
-        stages.warm.cancel();
-        shutdown.recv().await;
-        stages.cold.cancel();
-    });
-    worker::run(config, registry, signals).await?;
+    worker::run(config, registry, ShutdownSignals::on(shutdown)).await?;
     Ok(())
 }

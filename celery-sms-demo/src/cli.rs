@@ -293,7 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    let shutdown = Shutdown::new().context("installing signal handlers")?;
     Transport::of(&args.broker.broker)?;
     let hostname = args
         .hostname
@@ -328,14 +328,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         app_name: "celery_tasks".to_owned(),
         banner: true,
     };
-    let signals = ShutdownSignals::default();
-    let watcher = signals.clone();
-    tokio::spawn(async move {
-        shutdown.recv().await;
-        watcher.warm.cancel();
-        shutdown.recv().await;
-        watcher.cold.cancel();
-    });
+    let signals = ShutdownSignals::on(shutdown);
     // -B: beat runs beside the worker and stops on the same first signal.
     // If beat fails, the worker stops too, so the error is not lost in a log.
     let beat = beat_config.map(|config| {

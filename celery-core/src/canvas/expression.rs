@@ -274,27 +274,16 @@ mod tests {
         assert_eq!(kwargs.args, vec![json!("13800000000")]);
         assert_eq!(kwargs.kwargs.get("sms_code"), Some(&json!("1234")));
 
-        let Shape::Chain(steps) = parse("add(2, 2) | mul(8) | add(1)")
-            .unwrap()
-            .shape()
-            .unwrap()
-        else {
+        let shape = |text| parse(text).unwrap().shape().unwrap();
+        let Shape::Chain(steps) = shape("add(2, 2) | mul(8) | add(1)") else {
             panic!("not a chain")
         };
         assert_eq!(steps.len(), 3);
-        let Shape::Group(members) = parse("[add(1, 1), add(2,2) | mul(3)]")
-            .unwrap()
-            .shape()
-            .unwrap()
-        else {
+        let Shape::Group(members) = shape("[add(1, 1), add(2,2) | mul(3)]") else {
             panic!("not a group")
         };
         assert!(matches!(members[1].shape(), Ok(Shape::Chain(_))));
-        let Shape::Chain(steps) = parse("add(1, 1) | [add(1), add(2)] | xsum() | mul(3)")
-            .unwrap()
-            .shape()
-            .unwrap()
-        else {
+        let Shape::Chain(steps) = shape("add(1, 1) | [add(1), add(2)] | xsum() | mul(3)") else {
             panic!("not a chain")
         };
         assert_eq!(steps.len(), 3);

@@ -116,6 +116,22 @@ pub struct ShutdownSignals {
     pub cold: CancellationToken,
 }
 
+impl ShutdownSignals {
+    /// Celery's convention on Ctrl-C or SIGTERM: the first one starts a
+    /// warm shutdown, the second a cold one.
+    pub fn on(mut shutdown: shared::Shutdown) -> ShutdownSignals {
+        let signals = ShutdownSignals::default();
+        let stages = signals.clone();
+        tokio::spawn(async move {
+            shutdown.recv().await;
+            stages.warm.cancel();
+            shutdown.recv().await;
+            stages.cold.cancel();
+        });
+        signals
+    }
+}
+
 /// What a finished worker did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerReport {
