@@ -105,15 +105,30 @@ fn apply_into(
             if steps.is_empty() {
                 return Ok(());
             }
+            // The chain's own options go to its first step, its links to
+            // its last; what already followed the chain (a chain nested in
+            // a chain) runs after all of its steps.
+            if let Some(last) = steps.last_mut() {
+                for link in ["link", "link_error"] {
+                    if let Some(value) = signature.options.get(link) {
+                        let mut links = Signature::list_values(last.options.get(link));
+                        links.extend(Signature::list_values(Some(value)));
+                        last.set_option(link, Value::Array(links));
+                    }
+                }
+            }
             let mut first = steps.remove(0);
+            inherit(&mut first, &signature);
             // Reversed, so that each worker pops the next step off the end.
-            let rest: Vec<Value> = steps.iter().rev().map(Signature::to_value).collect();
+            let mut rest = Signature::list_values(signature.options.get("chain"));
+            rest.extend(steps.iter().rev().map(Signature::to_value));
             first.set_option("chain", Value::Array(rest));
             apply_into(plan, first, front, lineage, depth + 1)?;
         }
         Shape::Group(members) => {
             let group_id = signature.freeze();
-            for (index, member) in members.into_iter().enumerate() {
+            for (index, mut member) in members.into_iter().enumerate() {
+                inherit(&mut member, &signature);
                 let member = member_of(member, &group_id, index, None);
                 apply_into(plan, member, front, lineage, depth + 1)?;
             }
@@ -125,21 +140,24 @@ fn apply_into(
         } => {
             let group_id = group_id.unwrap_or_else(|| signature.freeze());
             let mut body = *body;
+            inherit(&mut body, &signature);
             body.freeze();
             body.set_option("group_id", Value::String(group_id.clone()));
             // A chord in the middle of a chain: what follows runs after the body.
-            if let Some(rest) = signature.options.get("chain")
-                && !body.options.contains_key("chain")
-            {
+            if let Some(rest) = signature.options.get("chain") {
                 body.set_option("chain", rest.clone());
             }
+            // Groups inside the header are one group with it, as Celery
+            // unrolls them: every task counts once towards the chord.
+            let header = flatten(header);
             if header.is_empty() {
                 // Nothing to wait for: the body runs at once, on no results.
                 return apply_into(plan, body, &[Value::Array(Vec::new())], lineage, depth + 1);
             }
             plan.chord_sizes.push((group_id.clone(), header.len()));
             let body = body.to_value();
-            for (index, member) in header.into_iter().enumerate() {
+            for (index, mut member) in header.into_iter().enumerate() {
+                inherit(&mut member, &signature);
                 let member = member_of(member, &group_id, index, Some(&body));
                 apply_into(plan, member, front, lineage, depth + 1)?;
             }
@@ -223,6 +241,45 @@ fn freeze_at(signature: &mut Signature, depth: usize) -> Result<Awaited, CanvasE
     }
 }
 
+/// Options that describe a chain, group or chord itself, not its parts.
+const OWN_OPTIONS: [&str; 7] = [
+    "task_id",
+    "group_id",
+    "group_index",
+    "chord",
+    "chain",
+    "link",
+    "link_error",
+];
+
+/// Gives a part the options set on its container (`group(…).set(queue='q')`,
+/// `chain.apply_async(countdown=…)`): they win, as call-time options do in
+/// Celery's `apply_async`.
+fn inherit(part: &mut Signature, container: &Signature) {
+    for (name, value) in &container.options {
+        if !OWN_OPTIONS.contains(&name.as_str()) {
+            part.options.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A chord's header with the groups inside it unrolled into their tasks.
+fn flatten(header: Vec<Signature>) -> Vec<Signature> {
+    let mut tasks = Vec::with_capacity(header.len());
+    for member in header {
+        match member.shape() {
+            Ok(Shape::Group(inner)) => {
+                for mut task in flatten(inner) {
+                    inherit(&mut task, &member);
+                    tasks.push(task);
+                }
+            }
+            _ => tasks.push(member),
+        }
+    }
+    tasks
+}
+
 /// Marks a signature as member `index` of group `group_id` (and, in a
 /// chord's header, as carrying the body). A chain is a member through its
 /// last step: that is the result the group waits for.
@@ -265,7 +322,8 @@ fn message_for(mut signature: Signature, lineage: &Lineage) -> Outgoing {
         _ => None,
     };
     let send = SendOptions {
-        eta: time("eta").or_else(|| time("countdown")),
+        // As in Celery, a countdown wins over an eta.
+        eta: time("countdown").or_else(|| time("eta")),
         expires: time("expires"),
         priority: options
             .get("priority")
@@ -507,6 +565,52 @@ mod tests {
         // The chain's result is its last step's, which travels in the embed.
         let chained = Signature::list_from(Some(&plan.messages[1].message.embed.chain)).unwrap();
         assert_eq!(chained[0].id(), Some(ids[1]));
+    }
+
+    #[test]
+    fn containers_hand_their_options_and_links_to_their_parts() {
+        // group(add.s(1, 1), add.s(2, 2)).set(queue='gpu')
+        let mut group = crate::canvas::expression::parse("[add(1, 1), add(2, 2)]").unwrap();
+        group.set_option("queue", json!("gpu"));
+        let plan = apply(group, &[], &Lineage::default()).unwrap();
+        assert!(
+            plan.messages
+                .iter()
+                .all(|out| out.queue.as_deref() == Some("gpu"))
+        );
+        // A chain's link goes to its last step; a chain nested in a chain
+        // runs before what followed it.
+        let mut inner = crate::canvas::expression::parse("add(1) | mul(2)").unwrap();
+        inner.set_option("link", task("noop", json!([])).to_value());
+        inner.set_option("chain", json!([task("xsum", json!([])).to_value()]));
+        let plan = apply(inner, &[json!(1)], &Lineage::default()).unwrap();
+        let rest = Signature::list_from(Some(&plan.messages[0].message.embed.chain)).unwrap();
+        let names: Vec<_> = rest.iter().map(|step| step.task.as_str()).collect();
+        assert_eq!(names, ["xsum", "mul"]);
+        assert_eq!(
+            Signature::list_from(rest[1].options.get("link")).unwrap()[0].task,
+            "noop"
+        );
+    }
+
+    #[test]
+    fn groups_inside_a_chord_header_count_as_its_own_tasks() {
+        let chord =
+            crate::canvas::expression::parse("[add(1, 1), [add(2, 2), add(3, 3)]] | xsum()")
+                .unwrap();
+        let plan = apply(chord, &[], &Lineage::default()).unwrap();
+        assert_eq!(plan.chord_sizes[0].1, 3);
+        let indexes: Vec<_> = plan
+            .messages
+            .iter()
+            .map(|out| out.message.headers.group_index)
+            .collect();
+        assert_eq!(indexes, [Some(0), Some(1), Some(2)]);
+        assert!(
+            plan.messages
+                .iter()
+                .all(|out| !out.message.embed.chord.is_null())
+        );
     }
 
     #[test]

@@ -83,6 +83,19 @@ pub fn after_chord_failure(
     let errbacks = Signature::list_from(body.options.get("link_error"))?;
     let mut after = failed(&body_id, lineage, chain, errbacks)?;
     after.doomed.insert(0, doomed(&body));
+    // A group as the body: each member fails, or `GroupResult.get()` waits
+    // for ever (Celery's `_handle_group_chord_error`).
+    if let Ok(Shape::Group(members)) = body.shape() {
+        for member in members {
+            let Some(member_id) = member.id().map(str::to_owned) else {
+                continue;
+            };
+            let errbacks = Signature::list_from(member.options.get("link_error"))?;
+            let member_after = failed(&member_id, lineage, Vec::new(), errbacks)?;
+            after.doomed.push(doomed(&member));
+            after.errbacks.extend(member_after.errbacks);
+        }
+    }
     Ok(after)
 }
 
@@ -211,6 +224,20 @@ mod tests {
             errback.headers.parent_id.as_deref(),
             Some(message.headers.id.as_str())
         );
+    }
+
+    #[test]
+    fn a_failed_chord_with_a_group_body_dooms_each_member() {
+        let mut body = Signature::new("celery.group", vec![]);
+        body.subtask_type = Some("group".into());
+        body.set_option("task_id", json!("gid2"));
+        body.kwargs.insert(
+            "tasks".into(),
+            json!([step("add", json!([1]), "m0"), step("add", json!([2]), "m1")]),
+        );
+        let after = after_chord_failure(&body, &Lineage::default()).unwrap();
+        let ids: Vec<_> = after.doomed.iter().map(|d| d.task_id.as_str()).collect();
+        assert_eq!(ids, ["gid2", "m0", "m1"]);
     }
 
     #[test]

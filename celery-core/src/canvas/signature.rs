@@ -106,6 +106,16 @@ impl Signature {
         }
     }
 
+    /// A list option as JSON values: `null` and a missing value are empty,
+    /// a single value is a list of one.
+    pub fn list_values(value: Option<&Value>) -> Vec<Value> {
+        match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(single) => vec![single.clone()],
+        }
+    }
+
     /// As JSON, for a message's embed or another signature's options.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -14,11 +14,11 @@ use tracing::{error, warn};
 
 use super::execute::{WorkerContext, store_unless_ignored};
 use crate::{
-    backend::{ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState},
-    broker::{Broker, Producer, Settlement},
+    backend::{BackendError, ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState},
+    broker::{Broker, BrokerError, Producer, Settlement},
     canvas::{
         Lineage, Outgoing, Plan, Signature, apply,
-        chord::join,
+        chord::{self, join},
         follow_up::{self, AfterFailure},
     },
     protocol::TaskMessage,
@@ -38,9 +38,30 @@ pub(super) async fn succeeded(
     });
     let children = match publish(context, plan).await {
         Ok(children) => children,
-        Err(problem) => {
-            warn!("Task {name}[{id}] could not send what follows it ({problem}); requeueing it");
+        Err(not_sent) if not_sent.passing => {
+            warn!(
+                "Task {name}[{id}] could not send what follows it ({}); requeueing it",
+                not_sent.reason
+            );
             return Settlement::Requeue;
+        }
+        // Refused for good (a queue the broker will not declare): as in
+        // Celery, the task fails with the error instead of running again.
+        Err(not_sent) => {
+            let exception = ExceptionInfo::new(
+                "OperationalError",
+                "kombu.exceptions",
+                format!(
+                    "what follows the task could not be sent: {}",
+                    not_sent.reason
+                ),
+            );
+            error!(
+                "Task {name}[{id}] raised unexpected: {}",
+                exception.display()
+            );
+            let traceback = format!("{}\n", exception.display());
+            return Box::pin(failed(context, message, &exception, traceback)).await;
         }
     };
     let meta = in_canvas(ResultMeta::success(id, value.clone()), message).with_children(&children);
@@ -59,7 +80,10 @@ pub(super) async fn failed(
     traceback: String,
 ) -> Settlement {
     let id = &message.headers.id;
-    let meta = in_canvas(ResultMeta::failure(id, exception, Some(traceback)), message);
+    let meta = in_canvas(
+        ResultMeta::failure(id, exception, Some(traceback.clone())),
+        message,
+    );
     let stored = meta.result.clone();
     if let not_stored @ (Settlement::Reject | Settlement::Requeue) =
         store_unless_ignored(context, message, meta).await
@@ -72,7 +96,10 @@ pub(super) async fn failed(
         return not_counted;
     }
     match follow_up::after_failure(message) {
-        Ok(after) => fail_all(context, after, exception, &Lineage::after(message)).await,
+        Ok(after) => {
+            let lineage = Lineage::after(message);
+            fail_all(context, after, exception, Some(&traceback), &lineage).await
+        }
         Err(problem) => {
             error!(
                 "Task {}[{id}] has a chain or errbacks that cannot be read ({problem}); they are skipped",
@@ -103,18 +130,40 @@ fn in_canvas(meta: ResultMeta, message: &TaskMessage) -> ResultMeta {
     )
 }
 
+/// Why follow-up messages were not sent.
+struct NotSent {
+    reason: String,
+    /// The broker or the result backend was away: worth trying again later.
+    passing: bool,
+}
+
+impl From<BrokerError> for NotSent {
+    fn from(error: BrokerError) -> Self {
+        NotSent {
+            passing: error.is_connection_error(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+impl From<BackendError> for NotSent {
+    fn from(error: BackendError) -> Self {
+        NotSent {
+            passing: error.is_connection_error(),
+            reason: error.to_string(),
+        }
+    }
+}
+
 /// Publishes a plan: chord sizes first (the result backend must know a
 /// chord's size before any of its header tasks can finish), then every
 /// message. Returns the ids sent.
-async fn publish(context: &WorkerContext<impl Broker>, plan: Plan) -> Result<Vec<String>, String> {
+async fn publish(context: &WorkerContext<impl Broker>, plan: Plan) -> Result<Vec<String>, NotSent> {
     if !plan.chord_sizes.is_empty() {
         match &context.backend {
             Some(backend) => {
                 for (group_id, size) in &plan.chord_sizes {
-                    backend
-                        .set_chord_size(group_id, *size)
-                        .await
-                        .map_err(|error| error.to_string())?;
+                    backend.set_chord_size(group_id, *size).await?;
                 }
             }
             None => error!(
@@ -129,13 +178,10 @@ async fn publish(context: &WorkerContext<impl Broker>, plan: Plan) -> Result<Vec
     let mut sent = Vec::with_capacity(plan.messages.len());
     for Outgoing { message, queue } in &plan.messages {
         let queue = queue.as_deref().unwrap_or(&context.default_queue);
-        producer
-            .send(message, queue)
-            .await
-            .map_err(|error| error.to_string())?;
+        producer.send(message, queue).await?;
         sent.push(message.headers.id.clone());
     }
-    producer.flush().await.map_err(|error| error.to_string())?;
+    producer.flush().await?;
     Ok(sent)
 }
 
@@ -173,6 +219,11 @@ async fn count_own_part(
 /// Celery's `on_chord_part_return`: count the part; the worker that counts
 /// the last one sends the body with every result — or, if a part failed,
 /// fails the body with a `ChordError`.
+///
+/// Only an absent backend or broker sends the part's task back to its queue
+/// (the count is idempotent, so running it again is safe); a refusal (say a
+/// Python app set `result_chord_ordered=False`, so `.j` is a list) is logged
+/// and the task acked, never requeued for ever.
 async fn count_part(
     context: &WorkerContext<impl Broker>,
     part: Part<'_>,
@@ -186,6 +237,18 @@ async fn count_part(
         );
         return Settlement::Ack;
     };
+    let trouble = |doing: &str, error: BackendError| {
+        if error.is_connection_error() {
+            warn!(
+                "Chord {group_id}: {doing} failed ({error}); requeueing task {}",
+                part.task_id
+            );
+            Settlement::Requeue
+        } else {
+            error!("Chord {group_id}: {doing} was refused ({error}); its body will not run");
+            Settlement::Ack
+        }
+    };
     let header_part = HeaderPart {
         group_id,
         task_id: part.task_id,
@@ -196,13 +259,7 @@ async fn count_part(
     let (entries, claim) = match backend.chord_part_return(&header_part).await {
         Ok(ChordProgress::Waiting) => return Settlement::Ack,
         Ok(ChordProgress::Complete { entries, claim }) => (entries, claim),
-        Err(error) => {
-            warn!(
-                "Chord {group_id}: counting task {} failed ({error}); requeueing it",
-                part.task_id
-            );
-            return Settlement::Requeue;
-        }
+        Err(error) => return trouble("counting a header task", error),
     };
     let body = match Signature::from_value(part.body) {
         Ok(body) => body,
@@ -211,64 +268,75 @@ async fn count_part(
             return Settlement::Ack;
         }
     };
-    match join(&entries) {
-        Ok(results) => {
-            match backend.hold_chord_claim(group_id, &claim).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(
-                        "Chord callback for '{group_id}' not published: dispatch claim is no longer owned by this worker"
-                    );
-                    return Settlement::Ack;
-                }
-                Err(error) => {
-                    warn!(
-                        "Chord {group_id}: {error}; requeueing task {}",
-                        part.task_id
-                    );
-                    return Settlement::Requeue;
-                }
-            }
-            let plan = match apply(body, &[Value::Array(results)], &part.lineage) {
-                Ok(plan) => plan,
-                Err(problem) => {
-                    error!(
-                        "Chord {group_id} has a body that cannot be applied ({problem}); it is skipped"
-                    );
-                    return Settlement::Ack;
-                }
-            };
-            if let Err(problem) = publish(context, plan).await {
-                // The claim lapses by itself; the redelivered part claims again.
-                warn!(
-                    "Chord {group_id}: its body could not be sent ({problem}); requeueing task {}",
-                    part.task_id
-                );
-                return Settlement::Requeue;
-            }
-            if let Err(error) = backend.finish_chord(group_id, &claim).await {
-                warn!(
-                    "Chord {group_id}: its body was sent, but its counters were not cleaned up ({error}); they expire in a day"
-                );
-            }
-            Settlement::Ack
-        }
+    let results = match join(&entries) {
+        Ok(results) => results,
         Err(chord_error) => {
-            error!("Chord '{group_id}' raised: {}", chord_error.display());
-            let after = match follow_up::after_chord_failure(&body, &part.lineage) {
-                Ok(after) => after,
-                Err(problem) => {
-                    error!(
-                        "Chord {group_id} has a body that cannot be read ({problem}); it is skipped"
-                    );
-                    return Settlement::Ack;
-                }
-            };
-            let settled = Box::pin(fail_all(context, after, &chord_error, &part.lineage)).await;
+            let settled = chord_failed(context, &part, &body, &chord_error).await;
             if let Err(error) = backend.forget_chord_size(group_id).await {
                 warn!("Chord {group_id}: {error}");
             }
-            settled
+            return settled;
+        }
+    };
+    match backend.hold_chord_claim(group_id, &claim).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(
+                "Chord callback for '{group_id}' not published: dispatch claim is no longer owned by this worker"
+            );
+            return Settlement::Ack;
+        }
+        Err(error) => return trouble("holding the claim on its body", error),
+    }
+    let sent = match apply(body.clone(), &[Value::Array(results)], &part.lineage) {
+        Ok(plan) => publish(context, plan).await,
+        Err(problem) => Err(NotSent {
+            reason: problem.to_string(),
+            passing: false,
+        }),
+    };
+    let settled = match sent {
+        Ok(_) => Settlement::Ack,
+        // The claim lapses by itself; the redelivered part claims again.
+        Err(not_sent) if not_sent.passing => {
+            warn!(
+                "Chord {group_id}: its body could not be sent ({}); requeueing task {}",
+                not_sent.reason, part.task_id
+            );
+            return Settlement::Requeue;
+        }
+        Err(not_sent) => {
+            let chord_error = chord::chord_error(format!("Callback error: {}", not_sent.reason));
+            chord_failed(context, &part, &body, &chord_error).await
+        }
+    };
+    if let Err(error) = backend.finish_chord(group_id, &claim).await {
+        warn!("Chord {group_id}: its counters were not cleaned up ({error}); they expire in a day");
+    }
+    settled
+}
+
+/// Celery's `chord_error_from_stack`: the body fails with `chord_error`,
+/// and so does what would have followed it; its errbacks are sent.
+async fn chord_failed(
+    context: &WorkerContext<impl Broker>,
+    part: &Part<'_>,
+    body: &Signature,
+    chord_error: &ExceptionInfo,
+) -> Settlement {
+    error!(
+        "Chord '{}' raised: {}",
+        part.group_id,
+        chord_error.display()
+    );
+    match follow_up::after_chord_failure(body, &part.lineage) {
+        Ok(after) => Box::pin(fail_all(context, after, chord_error, None, &part.lineage)).await,
+        Err(problem) => {
+            error!(
+                "Chord {} has a body that cannot be read ({problem}); it is skipped",
+                part.group_id
+            );
+            Settlement::Ack
         }
     }
 }
@@ -279,15 +347,23 @@ async fn fail_all(
     context: &WorkerContext<impl Broker>,
     after: AfterFailure,
     exception: &ExceptionInfo,
+    traceback: Option<&str>,
     lineage: &Lineage,
 ) -> Settlement {
     for doomed in &after.doomed {
-        let meta = ResultMeta::failure(&doomed.task_id, exception, None)
+        let meta = ResultMeta::failure(&doomed.task_id, exception, traceback.map(str::to_owned))
             .in_canvas(doomed.group_id.as_deref(), None);
         let stored = meta.result.clone();
         if let Some(backend) = &context.backend
             && let Err(error) = backend.store(&meta).await
         {
+            if !error.is_connection_error() {
+                error!(
+                    "{error}; the failure of task {} is not stored",
+                    doomed.task_id
+                );
+                continue;
+            }
             warn!("{error}; requeueing the failed task");
             return Settlement::Requeue;
         }
@@ -307,9 +383,19 @@ async fn fail_all(
     }
     match publish(context, after.errbacks).await {
         Ok(_) => Settlement::Ack,
-        Err(problem) => {
-            warn!("The errbacks could not be sent ({problem}); requeueing the failed task");
+        Err(not_sent) if not_sent.passing => {
+            warn!(
+                "The errbacks could not be sent ({}); requeueing the failed task",
+                not_sent.reason
+            );
             Settlement::Requeue
+        }
+        Err(not_sent) => {
+            error!(
+                "The errbacks could not be sent ({}); they are dropped",
+                not_sent.reason
+            );
+            Settlement::Ack
         }
     }
 }
