@@ -22,6 +22,7 @@ fuzz_target!(|raw: &[u8]| {
     let again = decode(encode(&message, "celery").as_bytes());
     let again = again
         .message
+        // ok-panic: a fuzz target reports a broken property by panicking; libFuzzer saves the input.
         .unwrap_or_else(|error| panic!("our own envelope does not decode: {error}"));
     assert_eq!(again, message, "the envelope does not round-trip");
 });

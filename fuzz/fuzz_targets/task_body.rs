@@ -46,6 +46,7 @@ fuzz_target!(|body: &[u8]| {
         properties(),
         message.body_json().as_bytes(),
     )
+    // ok-panic: a fuzz target reports a broken property by panicking; libFuzzer saves the input.
     .unwrap_or_else(|error| panic!("our own body does not decode: {error}"));
     assert_eq!(again, message, "the body does not round-trip");
 
