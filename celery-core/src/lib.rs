@@ -57,6 +57,9 @@
 //! | kombu `Message.ack/reject/requeue` | [`broker::Settlement`] |
 //! | warm / cold shutdown | [`worker::ShutdownSignals`] |
 //! | `celery beat`, `beat_schedule` | [`beat::run`], a TOML schedule file |
+//! | `add.s(2, 2)`, `.si(…)` | [`canvas::Signature`] |
+//! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::expression::parse`] or a [`canvas::Signature`], then [`canvas::freeze`] and [`canvas::apply`]; the worker runs them (`worker/canvas.rs`) |
+//! | `task_default_queue` | [`worker::WorkerConfig::default_queue`] |
 
 pub mod backend;
 pub mod beat;

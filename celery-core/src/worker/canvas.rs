@@ -64,9 +64,9 @@ pub(super) async fn succeeded(
             return Box::pin(failed(context, message, &exception, traceback)).await;
         }
     };
-    let meta = in_canvas(ResultMeta::success(id, value.clone()), message).with_children(&children);
-    match store_unless_ignored(context, message, meta).await {
-        Settlement::Ack => count_own_part(context, message, &TaskState::Success, &value).await,
+    let meta = in_canvas(ResultMeta::success(id, value), message).with_children(&children);
+    match store_unless_ignored(context, message, &meta).await {
+        Settlement::Ack => count_own_part(context, message, &meta).await,
         not_stored => not_stored,
     }
 }
@@ -84,16 +84,13 @@ pub(super) async fn failed(
         ResultMeta::failure(id, exception, Some(traceback.clone())),
         message,
     );
-    let stored = meta.result.clone();
-    if let not_stored @ (Settlement::Reject | Settlement::Requeue) =
-        store_unless_ignored(context, message, meta).await
-    {
-        return not_stored;
+    match store_unless_ignored(context, message, &meta).await {
+        Settlement::Ack => {}
+        not_stored => return not_stored,
     }
-    if let not_counted @ (Settlement::Reject | Settlement::Requeue) =
-        count_own_part(context, message, &TaskState::Failure, &stored).await
-    {
-        return not_counted;
+    match count_own_part(context, message, &meta).await {
+        Settlement::Ack => {}
+        not_counted => return not_counted,
     }
     match follow_up::after_failure(message) {
         Ok(after) => {
@@ -116,14 +113,15 @@ pub(super) async fn revoked(
     message: &TaskMessage,
 ) -> Settlement {
     let meta = in_canvas(ResultMeta::revoked(&message.headers.id), message);
-    let stored = meta.result.clone();
-    match store_unless_ignored(context, message, meta).await {
-        Settlement::Ack => count_own_part(context, message, &TaskState::Revoked, &stored).await,
+    match store_unless_ignored(context, message, &meta).await {
+        Settlement::Ack => count_own_part(context, message, &meta).await,
         not_stored => not_stored,
     }
 }
 
-fn in_canvas(meta: ResultMeta, message: &TaskMessage) -> ResultMeta {
+/// The result of `message`'s task, with the group it belongs to and the
+/// task that sent it, as Celery stores them.
+pub(super) fn in_canvas(meta: ResultMeta, message: &TaskMessage) -> ResultMeta {
     meta.in_canvas(
         message.headers.group.as_deref(),
         message.headers.parent_id.as_deref(),
@@ -196,12 +194,12 @@ struct Part<'a> {
     lineage: Lineage,
 }
 
-/// Counts the task of `message` in its chord, if it is a header task of one.
+/// Counts the task of `message`, whose result is `stored`, in its chord, if
+/// it is a header task of one.
 async fn count_own_part(
     context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
-    state: &TaskState,
-    result: &Value,
+    stored: &ResultMeta,
 ) -> Settlement {
     let (Some(group_id), false) = (&message.headers.group, message.embed.chord.is_null()) else {
         return Settlement::Ack;
@@ -213,7 +211,7 @@ async fn count_own_part(
         body: &message.embed.chord,
         lineage: Lineage::after(message),
     };
-    count_part(context, part, state, result).await
+    count_part(context, part, &stored.status, &stored.result).await
 }
 
 /// Celery's `on_chord_part_return`: count the part; the worker that counts
@@ -353,7 +351,6 @@ async fn fail_all(
     for doomed in &after.doomed {
         let meta = ResultMeta::failure(&doomed.task_id, exception, traceback.map(str::to_owned))
             .in_canvas(doomed.group_id.as_deref(), None);
-        let stored = meta.result.clone();
         if let Some(backend) = &context.backend
             && let Err(error) = backend.store(&meta).await
         {
@@ -375,7 +372,7 @@ async fn fail_all(
                 body,
                 lineage: lineage.clone(),
             };
-            let counted = Box::pin(count_part(context, part, &TaskState::Failure, &stored)).await;
+            let counted = Box::pin(count_part(context, part, &meta.status, &meta.result)).await;
             if counted != Settlement::Ack {
                 return counted;
             }

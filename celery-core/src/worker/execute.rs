@@ -86,7 +86,7 @@ pub async fn process<B: Broker>(
                 let (exc_type, exc_module) = problem.exception();
                 store(
                     &context,
-                    ResultMeta::failure(
+                    &ResultMeta::failure(
                         task_id,
                         &ExceptionInfo::new(exc_type, exc_module, problem.to_string()),
                         None,
@@ -106,7 +106,7 @@ pub async fn process<B: Broker>(
         );
         let exception =
             ExceptionInfo::new("NotRegistered", "celery.exceptions", format!("'{name}'"));
-        store(&context, ResultMeta::failure(&id, &exception, None)).await;
+        store(&context, &ResultMeta::failure(&id, &exception, None)).await;
         context.consumer.settle(token, Settlement::Reject);
         return Processed::Settled;
     };
@@ -275,22 +275,15 @@ async fn retry(
     );
     info!("Task {name}[{id}] retry: {reason}");
     let traceback = format!("celery.exceptions.Retry: {reason}\n");
-    store_unless_ignored(
-        context,
-        message,
-        ResultMeta::retry(id, &exception, traceback).in_canvas(
-            message.headers.group.as_deref(),
-            message.headers.parent_id.as_deref(),
-        ),
-    )
-    .await
+    let meta = canvas::in_canvas(ResultMeta::retry(id, &exception, traceback), message);
+    store_unless_ignored(context, message, &meta).await
 }
 
 /// Stores a result unless the task asked not to (`ignore_result`).
 pub(super) async fn store_unless_ignored(
     context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
-    meta: ResultMeta,
+    meta: &ResultMeta,
 ) -> Settlement {
     if message.headers.ignore_result == Some(true) {
         return Settlement::Ack;
@@ -310,7 +303,7 @@ const STORE_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// store is tried again for [`STORE_PATIENCE`] first: requeueing at once
 /// would have the task fetched and run again straight away, over and over,
 /// for as long as the outage lasts.
-async fn store(context: &WorkerContext<impl Broker>, meta: ResultMeta) -> Settlement {
+async fn store(context: &WorkerContext<impl Broker>, meta: &ResultMeta) -> Settlement {
     let Some(backend) = &context.backend else {
         return Settlement::Ack;
     };
@@ -318,7 +311,7 @@ async fn store(context: &WorkerContext<impl Broker>, meta: ResultMeta) -> Settle
     loop {
         // Boxed: a Redis script call is a large future, and inlining it would
         // make every task's future (copied on each spawn) that much larger.
-        match Box::pin(backend.store(&meta)).await {
+        match Box::pin(backend.store(meta)).await {
             Ok(_) => return Settlement::Ack,
             Err(error) if error.is_connection_error() => {
                 if tokio::time::Instant::now() >= give_up {
