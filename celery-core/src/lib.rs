@@ -35,6 +35,7 @@
 //! | [`worker`] | the consume loop, concurrency, warm/cold shutdown, the banner |
 //! | [`canvas`] | `link`, `link_error`, chain, group, chord: what a finished task sets off |
 //! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`), and the chord counter |
+//! | [`control`] | remote control (`celery inspect`/`control`) and events (Flower) |
 //! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
 //! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
 //!
@@ -60,11 +61,15 @@
 //! | `add.s(2, 2)`, `.si(…)` | [`canvas::Signature`] |
 //! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::expression::parse`] or a [`canvas::Signature`], then [`canvas::freeze`] and [`canvas::apply`]; the worker runs them (`worker/canvas.rs`) |
 //! | `task_default_queue` | [`worker::WorkerConfig::default_queue`] |
+//! | pidbox, `app.control.inspect()`, `app.control.revoke()` | [`control::client::broadcast`]; the worker answers in [`control::server`] |
+//! | `worker_state.revoked` | [`control::revoked::RevokedSet`] |
+//! | `-E`, `EventDispatcher` | [`worker::WorkerConfig::task_events`], [`control::Events`] |
 
 pub mod backend;
 pub mod beat;
 pub mod broker;
 pub mod canvas;
+pub mod control;
 pub mod protocol;
 pub mod redis_connection;
 pub mod registry;

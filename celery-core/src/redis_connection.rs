@@ -56,6 +56,11 @@ impl Role {
         name: "the broker",
         setting: "--broker / CELERY_BROKER_URL",
     };
+    /// The worker's second connection to its broker, for remote control and events.
+    pub const MAILBOX: Role = Role {
+        name: "the broker (remote control and events)",
+        setting: "--broker / CELERY_BROKER_URL",
+    };
     pub const RESULT_BACKEND: Role = Role {
         name: "the result backend",
         setting: "--result-backend / CELERY_RESULT_BACKEND",
@@ -206,6 +211,16 @@ impl RedisConnection {
     /// Every user of this connection reports to this watch.
     pub fn watch(&self) -> &ConnectionWatch {
         &self.inner.watch
+    }
+
+    /// The database number the URL selects (kombu prefixes pub/sub
+    /// channels with it, since channels are shared by all databases).
+    pub fn db(&self) -> i64 {
+        self.inner
+            .client
+            .get_connection_info()
+            .redis_settings()
+            .db()
     }
 
     /// The URL with its password hidden.

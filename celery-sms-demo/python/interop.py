@@ -12,7 +12,7 @@ Broker and result backend come from the environment, through
 Subcommands (stdout is exactly one line; errors go to stderr, exit status != 0):
 
   delay --queue Q [--task NAME] [--args JSON_LIST] [--kwargs JSON_OBJECT]
-        [--countdown SECS] [--expires SECS_FROM_NOW] [--count N]
+        [--countdown SECS] [--expires SECS_FROM_NOW] [--count N] [--task-id ID]
       Send N tasks (default: 1 x ``SMS``), print their ids separated by spaces.
       A task registered here (SMS, add, boom, noop) is sent with its own
       ``apply_async``, so the headers are exactly what ``.delay()`` sends
@@ -111,6 +111,10 @@ def cmd_delay(app, args):
     options = {'queue': args.queue}
     if args.countdown is not None:
         options['countdown'] = args.countdown
+    if args.task_id is not None:
+        if args.count != 1:
+            fail('--task-id sends one task: drop --count', EXIT_USAGE)
+        options['task_id'] = args.task_id
     if args.expires is not None:
         # An absolute, timezone-aware datetime, as application code would pass.
         options['expires'] = (datetime.datetime.now(datetime.timezone.utc)
@@ -213,6 +217,7 @@ def parser():
     d.add_argument('--countdown', type=float, help='run no earlier than SECS from now')
     d.add_argument('--expires', type=float, help='expire SECS from now (negative: already expired)')
     d.add_argument('--count', type=int, default=1, help='number of tasks (default 1)')
+    d.add_argument('--task-id', help="the task's id (default: a fresh one); one task only")
     d.set_defaults(func=cmd_delay)
 
     g = sub.add_parser('get', help='wait for a result, print it as JSON')

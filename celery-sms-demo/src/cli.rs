@@ -1,6 +1,7 @@
 //! The command line: Celery's option names, our defaults (the blog's).
 
 mod canvas;
+pub mod remote;
 
 use std::{
     path::PathBuf,
@@ -65,6 +66,13 @@ enum Command {
     Result(ResultArgs),
     /// Send the schedule file's tasks when they are due (`celery beat`).
     Beat(BeatArgs),
+    /// Ask the workers, ours or Python's (`celery inspect ping|stats|active|registered|…`).
+    Inspect(remote::InspectArgs),
+    /// Tell the workers (`celery control revoke ID [--terminate]`, `enable-events`, …).
+    #[command(subcommand)]
+    Control(remote::ControlCommand),
+    /// List the workers that answer (`celery status`).
+    Status(remote::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -121,9 +129,17 @@ struct WorkerArgs {
     #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = VISIBILITY_TIMEOUT)]
     visibility_timeout: Duration,
 
-    /// Node name, as in Celery's `-n` (default celery@<host>).
-    #[arg(short = 'n', long, value_parser = not_empty)]
+    /// Node name, as in Celery's `-n` (default celery@%h): %h is the host name, %n its first part, %d the rest.
+    #[arg(short = 'n', long, value_parser = node_name)]
     hostname: Option<String>,
+
+    /// Send task events, for monitors such as Flower (`celery worker -E`).
+    #[arg(short = 'E', long = "events", alias = "task-events")]
+    task_events: bool,
+
+    /// Do not ask the running workers for their revoked task ids at start (saves a second).
+    #[arg(long)]
+    without_mingle: bool,
 
     /// First retry delay of the SMS task in seconds (doubles each retry, with jitter).
     #[arg(long, env = "SMS_RETRY_BACKOFF", value_name = "SECONDS", default_value = "2", value_parser = RETRY_BACKOFF)]
@@ -275,6 +291,22 @@ fn parse_expires(text: &str) -> Result<DateTime<Utc>, String> {
     })
 }
 
+/// Celery's node name: `%h` → `host.example.com`, `%n` → `host`, `%d` →
+/// `example.com`.
+fn node_name(text: &str) -> Result<String, String> {
+    let text = not_empty(text)?;
+    let host = shared::settings::hostname();
+    let (name, domain) = host.split_once('.').unwrap_or((&host, ""));
+    let expanded = text
+        .replace("%h", &host)
+        .replace("%n", name)
+        .replace("%d", domain);
+    if expanded.contains(char::is_whitespace) {
+        return Err(format!("'{expanded}' has spaces: a node name is NAME@HOST"));
+    }
+    Ok(expanded)
+}
+
 fn not_empty(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         Err("must not be empty".to_owned())
@@ -289,6 +321,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send(args).await,
         Command::Beat(args) => run_beat(args).await,
         Command::Result(args) => result(args).await,
+        Command::Inspect(args) => remote::inspect(args).await,
+        Command::Control(command) => remote::control(command).await,
+        Command::Status(args) => remote::status(args).await,
     }
 }
 
@@ -327,6 +362,8 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         hostname,
         app_name: "celery_tasks".to_owned(),
         banner: true,
+        task_events: args.task_events,
+        mingle: !args.without_mingle,
     };
     let signals = ShutdownSignals::on(shutdown);
     // -B: beat runs beside the worker and stops on the same first signal.

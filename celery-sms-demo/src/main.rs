@@ -10,12 +10,15 @@
 //! cargo run -p celery-sms-demo -- result <task id> --result-backend redis://127.0.0.1:6379/8
 //! cargo run -p celery-sms-demo -- beat --schedule celery-sms-demo/beat-schedule.toml   # celery beat
 //! cargo run -p celery-sms-demo -- worker -B --schedule celery-sms-demo/beat-schedule.toml
+//! cargo run -p celery-sms-demo -- worker -E                       # task events, for Flower
+//! cargo run -p celery-sms-demo -- inspect ping                    # celery inspect ping
+//! cargo run -p celery-sms-demo -- control revoke <task id>        # celery control revoke
 //! CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p celery-sms-demo -- worker
 //! ```
 
 mod cli;
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 use shared::logging;
@@ -30,5 +33,13 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
     let _log = logging::init(cli.log.level);
-    shared::cli::exit_code(cli::run(cli).await)
+    match cli::run(cli).await {
+        // Celery's words and exit status when no worker answered.
+        Err(error) if error.is::<cli::remote::NoNodesReplied>() => {
+            logging::flush();
+            let _ = writeln!(std::io::stderr(), "Error: {error}");
+            ExitCode::from(cli::remote::NO_REPLIES_EXIT)
+        }
+        result => shared::cli::exit_code(result),
+    }
 }

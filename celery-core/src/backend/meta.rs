@@ -184,8 +184,10 @@ impl ResultMeta {
         )
     }
 
-    pub fn revoked(task_id: &str) -> Self {
-        let exception = ExceptionInfo::new("TaskRevokedError", "celery.exceptions", "expired");
+    /// REVOKED, with Celery's reason: `expired` (past its `expires`) or
+    /// `revoked` (by a `revoke` command).
+    pub fn revoked(task_id: &str, reason: &str) -> Self {
+        let exception = ExceptionInfo::new("TaskRevokedError", "celery.exceptions", reason);
         Self::ready(
             task_id,
             TaskState::Revoked,

@@ -49,6 +49,11 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+    /// Another live worker holds this node name's exclusive mailbox queue.
+    #[error(
+        "another worker already runs as {hostname} on this broker: give each worker its own name with -n NAME@%h"
+    )]
+    NodeNameTaken { hostname: String },
     /// Given up before the broker answered (the broker is slow or away).
     #[error("{what} was given up before the broker answered")]
     Unfinished { what: &'static str },
@@ -197,6 +202,14 @@ pub trait Broker: 'static {
         url: &str,
         settings: shared::AmqpSettings,
     ) -> impl Future<Output = Result<Self::Producer, BrokerError>> + Send;
+
+    /// Opens the remote-control and events connection (`control/mailbox.rs`),
+    /// listening as `listen` says.
+    fn mailbox(
+        url: &str,
+        settings: shared::AmqpSettings,
+        listen: crate::control::mailbox::Listen,
+    ) -> impl Future<Output = Result<crate::control::mailbox::Mailbox, BrokerError>> + Send;
 
     /// Connects and starts delivering into the returned channel.
     #[allow(clippy::type_complexity)] // the channel's item is spelled out once, here

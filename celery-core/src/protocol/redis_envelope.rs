@@ -85,6 +85,75 @@ pub fn encode(message: &TaskMessage, queue: &str) -> String {
     })
 }
 
+/// The envelope of a message that is not a task — a remote-control
+/// request or reply, an event — as kombu writes any message: a JSON `body`,
+/// its `headers`, sent through `exchange` with `routing_key`.
+/// `delivery_mode` 1 is kombu's `transient`, what pidbox and events use.
+pub fn encode_other(
+    body: &[u8],
+    headers: &Map<String, Value>,
+    exchange: &str,
+    routing_key: &str,
+) -> String {
+    #[derive(Serialize)]
+    struct OtherEnvelope<'a> {
+        body: String,
+        #[serde(rename = "content-encoding")]
+        content_encoding: &'static str,
+        #[serde(rename = "content-type")]
+        content_type: &'static str,
+        headers: &'a Map<String, Value>,
+        properties: OtherProperties<'a>,
+    }
+    #[derive(Serialize)]
+    struct OtherProperties<'a> {
+        delivery_mode: u8,
+        delivery_info: DeliveryInfo<'a>,
+        priority: u8,
+        body_encoding: &'static str,
+        delivery_tag: String,
+    }
+    to_python_json(&OtherEnvelope {
+        body: BASE64.encode(body),
+        content_encoding: "utf-8",
+        content_type: "application/json",
+        headers,
+        properties: OtherProperties {
+            delivery_mode: 1,
+            delivery_info: DeliveryInfo {
+                exchange,
+                routing_key,
+            },
+            priority: 0,
+            body_encoding: "base64",
+            delivery_tag: uuid::Uuid::new_v4().to_string(),
+        },
+    })
+}
+
+/// Reads the envelope of a message that is not a task: its headers and its
+/// JSON body. `None` for anything else: a mailbox is open to anybody.
+pub fn decode_other(raw: &[u8]) -> Option<(Map<String, Value>, Value)> {
+    let envelope: RawEnvelope<'_> = serde_json::from_slice(raw).ok()?;
+    let headers = match envelope.headers {
+        Some(Value::Object(headers)) => headers,
+        _ => Map::new(),
+    };
+    let text = envelope.body.as_deref().unwrap_or_default();
+    let base64 = envelope
+        .properties
+        .as_ref()
+        .and_then(|properties| properties.body_encoding.as_ref())
+        .and_then(Value::as_str)
+        == Some("base64");
+    let body = if base64 {
+        serde_json::from_slice(&BASE64.decode(text).ok()?).ok()?
+    } else {
+        serde_json::from_str(text).ok()?
+    };
+    Some((headers, body))
+}
+
 /// What we could read of an envelope, even when the task inside is bad:
 /// the id and name are what the log line and the FAILURE result need.
 #[derive(Debug)]

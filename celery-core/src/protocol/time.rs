@@ -37,6 +37,13 @@ pub fn format_celery_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
+/// Seconds since the epoch, as Python's `time.time()` gives them (events'
+/// `timestamp`, a request's `time_start`).
+pub fn epoch_seconds(time: DateTime<Utc>) -> f64 {
+    // Microseconds are exact in an f64 until the year 2255.
+    time.timestamp_micros() as f64 / 1e6
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

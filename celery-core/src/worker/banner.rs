@@ -15,6 +15,8 @@ pub struct BannerInfo<'a> {
     pub queues: &'a [String],
     /// The registry's task names, sorted.
     pub tasks: Vec<&'a str>,
+    /// Task events on from the start (`-E`).
+    pub task_events: bool,
 }
 
 /// The banner text (goes to stdout, like Celery's).
@@ -59,7 +61,11 @@ pub fn banner(info: &BannerInfo<'_>) -> String {
             ".> concurrency: {} (async) + {} (blocking threads)",
             info.concurrency, info.blocking_pool
         ),
-        ".> task events: OFF (not supported by this worker)".to_owned(),
+        if info.task_events {
+            ".> task events: ON".to_owned()
+        } else {
+            ".> task events: OFF (enable -E to monitor tasks in this worker)".to_owned()
+        },
         String::new(),
         "[queues]".to_owned(),
     ];

@@ -107,12 +107,15 @@ pub(super) async fn failed(
     }
 }
 
-/// A task expired before it ran: REVOKED, and counted in its chord.
+/// A task revoked or expired before it ran, or terminated while it ran:
+/// REVOKED with Celery's `reason` (`revoked`, `expired`, `terminated`),
+/// and counted in its chord.
 pub(super) async fn revoked(
     context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
+    reason: &str,
 ) -> Settlement {
-    let meta = in_canvas(ResultMeta::revoked(&message.headers.id), message);
+    let meta = in_canvas(ResultMeta::revoked(&message.headers.id, reason), message);
     match store_unless_ignored(context, message, &meta).await {
         Settlement::Ack => count_own_part(context, message, &meta).await,
         not_stored => not_stored,

@@ -25,6 +25,7 @@ use super::canvas;
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
     broker::{Broker, Consumer, Delivery, Producer, Settlement},
+    control::{Events, events::TaskEvent, state::WorkerState},
     protocol::{
         TaskMessage,
         pyrepr::{abbreviate, repr},
@@ -53,6 +54,10 @@ pub struct WorkerContext<B: Broker> {
     /// Where a callback or chain step goes when its options name no queue
     /// (Celery's `task_default_queue`).
     pub default_queue: String,
+    /// What `inspect` reports, and the revoked ids.
+    pub state: Arc<WorkerState>,
+    /// Task events, when they are on.
+    pub events: Events,
 }
 
 /// How processing one delivery ended.
@@ -72,7 +77,7 @@ pub async fn process<B: Broker>(
         received,
         queue,
         token,
-        ..
+        redelivered,
     } = delivery;
     let message = match received.message {
         Ok(message) => message,
@@ -111,7 +116,13 @@ pub async fn process<B: Broker>(
         return Processed::Settled;
     };
     info!("Task {name}[{id}] received");
+    let message = Arc::new(message);
+    let tracked = context.state.received(message.clone(), &queue, redelivered);
+    context.events.task(&id, TaskEvent::Received(&message));
     let mut token = token;
+    if context.state.is_revoked(&id) {
+        return discard_revoked(&context, &message, token, false).await;
+    }
 
     if let Some(eta) = message.eta()
         && eta > Utc::now()
@@ -119,47 +130,94 @@ pub async fn process<B: Broker>(
         // Held in memory until due; it must not occupy a prefetch or a
         // concurrency slot meanwhile, or a few far-future tasks would starve
         // the queue.
+        tracked.scheduled(eta);
         context.consumer.release_slot(&mut token);
         let wait = (eta - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = context.stop_waiting.cancelled() => return Processed::GiveBack(token),
         }
+        tracked.reserved();
     }
     if message
         .expires()
         .is_some_and(|expires| expires <= Utc::now())
     {
-        info!("Discarding revoked task: {name}[{id}]");
-        let settlement = canvas::revoked(&context, &message).await;
-        context.consumer.settle(token, settlement);
-        return Processed::Settled;
+        return discard_revoked(&context, &message, token, true).await;
     }
 
     let settlement = {
         let _slot = context.concurrency.acquire().await;
-        run(&context, &task, &message, &queue).await
+        // Checked again: a revoke may have come while it waited for its
+        // ETA or for a slot.
+        if context.state.is_revoked(&id) {
+            return discard_revoked(&context, &message, token, false).await;
+        }
+        let terminate = tracked.started(&name);
+        context.events.task(&id, TaskEvent::Started);
+        run(&context, &task, &message, &queue, terminate).await
     };
     context.consumer.settle(token, settlement);
     Processed::Settled
 }
 
-/// Runs the task under its hard time limit, then logs and stores the outcome.
+/// A revoked (or expired) task is not run: REVOKED is stored, the event
+/// sent, and the message acked, as Celery's `Request.revoked()` does.
+async fn discard_revoked<B: Broker>(
+    context: &WorkerContext<B>,
+    message: &TaskMessage,
+    token: TokenOf<B>,
+    expired: bool,
+) -> Processed<TokenOf<B>> {
+    let (name, id) = (&message.headers.task, &message.headers.id);
+    info!("Discarding revoked task: {name}[{id}]");
+    context.events.task(
+        id,
+        TaskEvent::Revoked {
+            terminated: false,
+            expired,
+        },
+    );
+    let reason = if expired { "expired" } else { "revoked" };
+    let settlement = canvas::revoked(context, message, reason).await;
+    context.consumer.settle(token, settlement);
+    Processed::Settled
+}
+
+/// Runs the task under its hard time limit, then logs and stores the
+/// outcome. `terminate` fires on `revoke(terminate=True)`: the task's
+/// future is dropped at its next await, and it counts as REVOKED.
 async fn run(
     context: &WorkerContext<impl Broker>,
     task: &Task,
     message: &TaskMessage,
     queue: &str,
+    terminate: CancellationToken,
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
     let started = Instant::now();
-    let outcome = execute(context, task, message).await;
+    let outcome = tokio::select! {
+        outcome = execute(context, task, message) => outcome,
+        () = terminate.cancelled() => {
+            info!("Terminating {id} (Signals.SIGTERM)");
+            error!("Task handler raised error: Terminated(15)");
+            context.events.task(id, TaskEvent::Revoked { terminated: true, expired: false });
+            return canvas::revoked(context, message, "terminated").await;
+        }
+    };
     let runtime = started.elapsed().as_secs_f64();
     match outcome {
         Ok(value) => {
             info!(
                 "Task {name}[{id}] succeeded in {runtime}s: {}",
                 repr(&value)
+            );
+            context.events.task(
+                id,
+                TaskEvent::Succeeded {
+                    result: &value,
+                    runtime,
+                },
             );
             canvas::succeeded(context, message, value).await
         }
@@ -178,6 +236,13 @@ async fn run(
             let traceback = format!(
                 "Traceback (most recent call last):\n  (Rust task {name})\n{}\n",
                 exception.display()
+            );
+            context.events.task(
+                id,
+                TaskEvent::Failed {
+                    exception: &exception,
+                    traceback: &traceback,
+                },
             );
             canvas::failed(context, message, &exception, traceback).await
         }
@@ -275,6 +340,13 @@ async fn retry(
     );
     info!("Task {name}[{id}] retry: {reason}");
     let traceback = format!("celery.exceptions.Retry: {reason}\n");
+    context.events.task(
+        id,
+        TaskEvent::Retried {
+            exception: &exception,
+            traceback: &traceback,
+        },
+    );
     let meta = canvas::in_canvas(ResultMeta::retry(id, &exception, traceback), message);
     store_unless_ignored(context, message, &meta).await
 }

@@ -35,6 +35,7 @@ use crate::{
         Broker, BrokerError, Consumer, ConsumerConfig, Producer, Transport, amqp::Amqp,
         redis::Redis,
     },
+    control::{self, ControlConfig, commands::WorkerInfo},
     registry::Registry,
 };
 use execute::{Processed, WorkerContext, process};
@@ -74,6 +75,12 @@ pub struct WorkerConfig {
     pub app_name: String,
     /// Print the banner on stdout.
     pub banner: bool,
+    /// Send task events from the start (`-E`); `enable_events` turns them
+    /// on later. Worker events (online, heartbeat, offline) always go out.
+    pub task_events: bool,
+    /// Ask the running workers for their revoked ids at start (Celery's
+    /// mingle; `--without-mingle` turns it off). Costs a second at start.
+    pub mingle: bool,
 }
 
 impl WorkerConfig {
@@ -95,6 +102,8 @@ impl WorkerConfig {
             hostname: format!("celery@{}", shared::settings::hostname()),
             app_name: "celery-core".to_owned(),
             banner: false,
+            task_events: false,
+            mingle: true,
         }
     }
 }
@@ -178,6 +187,32 @@ async fn run_on<B: Broker>(
     amqp.url = config.broker_url.clone();
     amqp.connection_name = Some(format!("{} producer", config.hostname));
     let producer = B::producer(&config.broker_url, amqp).await?;
+    // Remote control first: mingle must learn the revoked ids before the
+    // first task arrives.
+    let mut mailbox_amqp = config.amqp.clone();
+    mailbox_amqp.connection_name = Some(format!("{} mailbox", config.hostname));
+    let control = control::start::<B>(
+        &config.broker_url,
+        mailbox_amqp,
+        ControlConfig {
+            hostname: config.hostname.clone(),
+            task_events: config.task_events,
+            mingle: config.mingle,
+            info: WorkerInfo {
+                pid: std::process::id(),
+                concurrency: config.concurrency,
+                blocking_pool: config.blocking_pool,
+                prefetch_count: prefetch,
+                queues: config.queues.clone(),
+                broker: describe_broker(&config.broker_url),
+                registered: registry.names().map(str::to_owned).collect(),
+                conf: settings_table(&config),
+            },
+        },
+        backend.clone(),
+        signals.warm.clone(),
+    )
+    .await?;
     let (consumer, mut deliveries) = B::consumer(&consumer_config).await?;
     info!("Connected to {}", Redacted(&config.broker_url));
 
@@ -197,6 +232,7 @@ async fn run_on<B: Broker>(
                 blocking_pool: config.blocking_pool,
                 queues: &config.queues,
                 tasks: registry.names().collect(),
+                task_events: config.task_events,
             })
         );
     }
@@ -211,6 +247,8 @@ async fn run_on<B: Broker>(
         blocking_pool: Arc::new(Semaphore::new(config.blocking_pool.max(1))),
         stop_waiting: CancellationToken::new(),
         default_queue: config.default_queue.clone(),
+        state: control.state().clone(),
+        events: control.events().clone(),
     });
     let mut in_flight = JoinSet::new();
     let mut report = WorkerReport::default();
@@ -259,5 +297,71 @@ async fn run_on<B: Broker>(
     if let Ok(producer) = Arc::try_unwrap(context).map(|context| context.producer.into_inner()) {
         producer.close().await;
     }
+    control.stop().await;
     Ok(report)
+}
+
+/// The broker's connection facts for `inspect stats`, as kombu's
+/// `Connection.info()` names them — never the password.
+fn describe_broker(url: &str) -> serde_json::Value {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (userinfo, address) = match rest.rsplit_once('@') {
+        Some((userinfo, address)) => (Some(userinfo), address),
+        None => (None, rest),
+    };
+    let (hostport, path) = address.split_once('/').unwrap_or((address, ""));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok()),
+        None => (hostport, None),
+    };
+    let transport = match scheme {
+        "rediss" | "redis" => "redis",
+        _ => "amqp",
+    };
+    let default_port = if transport == "redis" { 6379 } else { 5672 };
+    let user = userinfo
+        .map(|userinfo| userinfo.split(':').next().unwrap_or_default())
+        .filter(|user| !user.is_empty());
+    let virtual_host = match (transport, path) {
+        ("redis", "") => "0".to_owned(),
+        ("redis", db) => db.to_owned(),
+        (_, "") | (_, "%2f") | (_, "%2F") => "/".to_owned(),
+        (_, vhost) => vhost.to_owned(),
+    };
+    serde_json::json!({
+        "hostname": if host.is_empty() { "localhost" } else { host },
+        "userid": user,
+        "virtual_host": virtual_host,
+        "port": port.unwrap_or(default_port),
+        "insist": false,
+        "ssl": matches!(scheme, "rediss" | "amqps"),
+        "transport": transport,
+        "connect_timeout": 4,
+        "transport_options": {},
+        "login_method": null,
+        "uri_prefix": null,
+        "heartbeat": 120.0,
+        "failover_strategy": "round-robin",
+        "alternates": [],
+    })
+}
+
+/// `inspect conf`: the settings this worker runs with, by Celery's names.
+fn settings_table(config: &WorkerConfig) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(table) = serde_json::json!({
+        "broker_url": Redacted(&config.broker_url).to_string(),
+        "result_backend": config.result_backend.as_deref().map(|url| Redacted(url).to_string()),
+        "worker_concurrency": config.concurrency,
+        "worker_prefetch_multiplier": config.prefetch_multiplier,
+        "task_default_queue": config.default_queue,
+        "task_acks_late": true,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "worker_send_task_events": config.task_events,
+        "broker_transport_options": {"visibility_timeout": config.visibility_timeout.as_secs()},
+    }) else {
+        return serde_json::Map::new();
+    };
+    table
 }

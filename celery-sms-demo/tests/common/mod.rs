@@ -194,6 +194,10 @@ pub async fn start_worker_on(
 ) -> Process {
     let mut command = Command::new(WORKER);
     command.args(["worker", "-l", "info", "-Q", queue, "--broker", broker]);
+    // A node name of its own: on RabbitMQ a name's mailbox queue is exclusive.
+    if !args.contains(&"-n") {
+        command.args(["-n", &node_name("rust", queue)]);
+    }
     // The shared result backend, unless the test brings its own.
     if !args.contains(&"--result-backend") {
         command.args(["--result-backend", RESULTS]);
@@ -209,6 +213,36 @@ pub async fn start_worker_on(
     let worker = Process::spawn(command);
     worker.wait_for_log(" ready.", 1, WAIT).await;
     worker
+}
+
+/// A node name no other worker of this test run has: `rust-<queue>-<n>@test`.
+pub fn node_name(prefix: &str, queue: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{queue}-{n}@test")
+}
+
+/// Runs the venv's `celery -A celery_tasks.main ARGS` against `kind`
+/// (Celery's own CLI); returns (exit code, stdout, stderr).
+pub async fn celery_cli(kind: Kind, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = timeout(
+        WAIT,
+        Command::new(python().with_file_name("celery"))
+            .current_dir(python_dir())
+            .args(["-A", "celery_tasks.main"])
+            .args(args)
+            .env("CELERY_BROKER_URL", kind.python_broker())
+            .env("CELERY_RESULT_BACKEND", RESULTS)
+            .output(),
+    )
+    .await
+    .expect("celery CLI timed out")
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Starts a real Python Celery worker (the blog's app) on `queue`.

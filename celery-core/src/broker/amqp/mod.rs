@@ -13,10 +13,12 @@
 //! | this one | topology, and a message's properties both ways |
 //! | [`producer`] | publishing with confirms |
 //! | [`consumer`] | one channel and consumer per queue; settling; reconnects |
+//! | [`mailbox`] | remote control and events: `celery.pidbox`, `celeryev` |
 //! | `ack_tracker.rs` | which finished deliveries one `multiple` ack may cover (pure) |
 
 mod ack_tracker;
 pub mod consumer;
+pub mod mailbox;
 pub mod producer;
 
 use lapin::{
@@ -47,6 +49,15 @@ impl Broker for Amqp {
     async fn producer(url: &str, mut settings: AmqpSettings) -> Result<AmqpProducer, BrokerError> {
         url.clone_into(&mut settings.url);
         AmqpProducer::connect(settings).await
+    }
+
+    async fn mailbox(
+        url: &str,
+        mut settings: AmqpSettings,
+        listen: crate::control::mailbox::Listen,
+    ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
+        url.clone_into(&mut settings.url);
+        mailbox::open(&settings, listen).await
     }
 
     async fn consumer(

@@ -34,11 +34,13 @@
 //! | [`producer`] | `LPUSH`, retried while Redis restarts |
 //! | [`consumer`] | the worker's side: start, settle, give back, close |
 //! | `fetch.rs` | the fetch thread (`fetch.lua`) and the blocking-peek waiters |
+//! | [`mailbox`] | remote control and events: pub/sub and reply lists |
 //! | `bookkeeping.rs` | writing settlements, refreshing held tasks, kombu's sweep (`restore.lua`) |
 
 mod bookkeeping;
 pub mod consumer;
 mod fetch;
+pub mod mailbox;
 pub mod producer;
 
 use std::time::Duration;
@@ -70,6 +72,14 @@ impl Broker for Redis {
         settings: shared::AmqpSettings,
     ) -> Result<RedisProducer, BrokerError> {
         RedisProducer::connect(url, settings.connect_timeout).await
+    }
+
+    async fn mailbox(
+        url: &str,
+        settings: shared::AmqpSettings,
+        listen: crate::control::mailbox::Listen,
+    ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
+        mailbox::open(url, settings.connect_timeout, listen).await
     }
 
     async fn consumer(
