@@ -6,6 +6,8 @@
 //! Every test names its own nodes (`-d` keeps other tests' workers out of
 //! the answers) and its own queue.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
