@@ -164,6 +164,7 @@ class Flower:
         if status != 200:
             raise CheckFailed(f'dashboard: GET / answered HTTP {status}')
         name = self.args.worker
+        self.search_workers(name)
         # The row DataTables rendered from /workers?json=1: its first cell is
         # the worker link (text = the node name), its second the status badge.
         read_row = '''name => {
@@ -206,11 +207,19 @@ class Flower:
                         f'processed {cells[3]}, failed {cells[4]}, succeeded {cells[5]}, '
                         f'load {cells[6] or "-"})')
 
+    def search_workers(self, name):
+        """Types the node name into the table's search box: the table shows
+        15 workers a page, and on a busy broker ours may not be on the first."""
+        box = self.page.locator('input[type="search"]').first
+        box.wait_for(timeout=self.timeout_ms)
+        box.fill(name)
+
     def dashboard_quiet(self):
         """For the screenshot: the dashboard again, once the row is Online."""
         status = self.goto('/')
         if status != 200:
             raise CheckFailed(f'screenshot: GET / answered HTTP {status}')
+        self.search_workers(self.args.worker)
         self.page.wait_for_function(
             '''name => Array.from(document.querySelectorAll('#workers-table tbody tr'))
                  .some(tr => { const c = tr.querySelectorAll('td');
