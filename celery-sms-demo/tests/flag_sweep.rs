@@ -12,14 +12,18 @@ const DEAD: [(&str, &str); 3] = [
 ];
 
 fn sweep(command: &str, positional: &[&str]) {
-    let base: &[(&str, &str)] = if command == "result" {
+    sweep_command(&[command], positional);
+}
+
+fn sweep_command(command: &[&str], positional: &[&str]) {
+    let base: &[(&str, &str)] = if command == ["result"] {
         &DEAD[1..]
     } else {
         &DEAD
     };
     let problems = shared::testing::Sweep {
         binary: DEMO,
-        command: &[command],
+        command,
         base,
         positional,
         ..Default::default()
@@ -79,8 +83,23 @@ fn no_beat_flag_value_panics() {
 }
 
 #[test]
+fn no_inspect_flag_value_panics() {
+    sweep("inspect", &["ping"]);
+}
+
+#[test]
+fn no_status_flag_value_panics() {
+    sweep("status", &[]);
+}
+
+#[test]
+fn no_control_flag_value_panics() {
+    sweep_command(&["control", "revoke"], &["some-task-id"]);
+}
+
+#[test]
 fn help_shows_no_password() {
-    for command in ["worker", "send", "result", "beat"] {
+    for command in ["worker", "send", "result", "beat", "inspect", "status"] {
         shared::testing::assert_help_hides_passwords(DEMO, &[command]);
     }
 }
