@@ -13,4 +13,4 @@ cargo build -q --release -p celery-sms-demo
 exec "$python" bench/events_bench.py \
   --broker redis://127.0.0.1:6379/15 \
   --rust-bin target/release/celery-sms-demo \
-  --tasks "${BENCH_TASKS:-50000}" --rounds "${BENCH_ROUNDS:-3}"
+  --tasks "${BENCH_TASKS:-50000}" --rounds "${BENCH_ROUNDS:-3}" "$@"
