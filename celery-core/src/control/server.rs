@@ -34,11 +34,11 @@ use crate::{
 const TASK_EVENT_BACKLOG: usize = 16_384;
 /// Task events per `task.multi` message, at most.
 const BATCH: usize = 256;
-/// How long task events may wait for more to share their message. Sent one
-/// message per wake-up, a busy worker's events needed more round trips than
-/// the mailbox connection could make, and a fifth of them were dropped
-/// (`bench/events.sh`, 50,000 tasks); a few milliseconds of delay is
-/// nothing to a monitor.
+/// How long task events wait for more to share their message, and how
+/// often the loop wakes for them. Sent one message per wake-up, a busy
+/// worker's events needed more round trips than the mailbox connection
+/// could make, and a fifth of them were dropped (`bench/events.sh`, 50,000
+/// tasks); a few milliseconds of delay is nothing to a monitor.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// How long mingle waits for each neighbour's reply (Celery's 1 s).
 const MINGLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -213,9 +213,10 @@ impl Server {
         let every = Duration::from_secs_f64(HEARTBEAT_SECONDS);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut batch = Vec::with_capacity(BATCH);
+        // Set once an event waits: until then the loop sleeps, and events
+        // queue up in the channel without waking it.
         let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
-            let room = BATCH - batch.len();
             let flush = async {
                 match flush_at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -236,33 +237,39 @@ impl Server {
                 },
                 _ = heartbeat.tick() => self.worker_event(&mailbox, "worker-heartbeat", HEARTBEAT_SECONDS).await,
                 () = flush => {
-                    publish_task_events(&mailbox, &self.sender.hostname, &mut batch);
+                    self.publish_waiting(&mailbox, &mut task_events, &mut batch);
                     flush_at = None;
                 }
-                count = task_events.recv_many(&mut batch, room) => {
-                    if count == 0 {
-                        break;
-                    }
-                    if batch.len() >= BATCH {
-                        publish_task_events(&mailbox, &self.sender.hostname, &mut batch);
-                        flush_at = None;
-                    } else if flush_at.is_none() {
+                first = task_events.recv(), if flush_at.is_none() => match first {
+                    Some(event) => {
+                        batch.push(event);
                         flush_at = Some(tokio::time::Instant::now() + FLUSH_EVERY);
                     }
-                }
+                    None => break,
+                },
             }
         }
         // What was already queued still goes out, then the goodbye.
-        while let Ok(event) = task_events.try_recv() {
-            batch.push(event);
-            if batch.len() == BATCH {
-                publish_task_events(&mailbox, &self.sender.hostname, &mut batch);
-            }
-        }
-        publish_task_events(&mailbox, &self.sender.hostname, &mut batch);
+        self.publish_waiting(&mailbox, &mut task_events, &mut batch);
         self.worker_event(&mailbox, "worker-offline", HEARTBEAT_SECONDS)
             .await;
         mailbox.close().await;
+    }
+
+    /// Publishes every task event waiting, [`BATCH`] to a message.
+    fn publish_waiting(
+        &self,
+        mailbox: &Mailbox,
+        task_events: &mut mpsc::Receiver<String>,
+        batch: &mut Vec<String>,
+    ) {
+        while let Ok(event) = task_events.try_recv() {
+            batch.push(event);
+            if batch.len() == BATCH {
+                publish_task_events(mailbox, &self.sender.hostname, batch);
+            }
+        }
+        publish_task_events(mailbox, &self.sender.hostname, batch);
     }
 
     async fn answer(&self, mailbox: &Mailbox, request: &Request) {
