@@ -1,12 +1,15 @@
 //! What happens to one task message, from "received" to ack.
 //!
 //! The order of checks follows Celery's worker (`celery-protocol.md` §A.7,
-//! §E): an unreadable or unregistered message is rejected; an expired one is
-//! discarded as REVOKED; one with a future `eta` is held — without taking a
-//! concurrency slot — until it is due; then it runs under its hard time
-//! limit, its outcome is logged in Celery's words and stored in the result
-//! backend, and only then is the message acked (Celery's `acks_late`): a
-//! worker that dies mid-task leaves the message to be delivered again.
+//! §E): an unreadable or unregistered message is rejected; a revoked one
+//! (`control/revoked.rs`: checked on arrival and again just before it runs)
+//! or an expired one is discarded as REVOKED; one with a future `eta` is
+//! held — without taking a concurrency slot — until it is due; then it runs
+//! under its hard time limit (or until `revoke --terminate` stops it), its
+//! outcome is logged in Celery's words, sent as a task event and stored in
+//! the result backend, and only then is the message acked (Celery's
+//! `acks_late`): a worker that dies mid-task leaves the message to be
+//! delivered again.
 
 use std::{
     sync::Arc,

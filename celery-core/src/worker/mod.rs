@@ -1,9 +1,10 @@
 //! The worker: `celery -A celery_tasks.main worker -l info`, in Rust.
 //!
 //! [`run`] takes the application's [`Registry`], connects to the broker (and
-//! the result backend, if any), prints Celery's banner, then loops: take a
-//! delivery, spawn its processing ([`execute::process`]), repeat. Four
-//! limits keep it honest:
+//! the result backend, if any), opens its mailbox ([`crate::control`]: it
+//! answers `celery inspect`/`control` and sends the events Flower shows),
+//! prints Celery's banner, then loops: take a delivery, spawn its processing
+//! ([`execute::process`]), repeat. Four limits keep it honest:
 //!
 //! * **prefetch** (`concurrency × prefetch_multiplier`, Celery's default 4):
 //!   messages taken from the broker but not yet acked, at most;
