@@ -45,8 +45,7 @@ fn round_trips(message: &TaskMessage) {
         message.properties.clone(),
         message.body_json().as_bytes(),
     )
-    // ok-panic: a fuzz target reports a broken property by panicking; libFuzzer saves the input.
-    .unwrap_or_else(|error| panic!("a planned message does not decode: {error}"));
+    .unwrap_or_else(|error| panic!("a planned message does not decode: {error}")); // ok-panic: a fuzz property; libFuzzer saves the input
     assert_eq!(&again, message, "a planned message does not round-trip");
 }
 

@@ -46,8 +46,7 @@ fuzz_target!(|body: &[u8]| {
         properties(),
         message.body_json().as_bytes(),
     )
-    // ok-panic: a fuzz target reports a broken property by panicking; libFuzzer saves the input.
-    .unwrap_or_else(|error| panic!("our own body does not decode: {error}"));
+    .unwrap_or_else(|error| panic!("our own body does not decode: {error}")); // ok-panic: a fuzz property; libFuzzer saves the input
     assert_eq!(again, message, "the body does not round-trip");
 
     for parameters in [&["mobile", "sms_code"][..], &["x", "y"], &["numbers"], &[]] {

@@ -303,39 +303,43 @@ async fn run_on<B: Broker>(
 }
 
 /// The broker's connection facts for `inspect stats`, as kombu's
-/// `Connection.info()` names them — never the password.
+/// `Connection.info()` names them — never the password. Read with the
+/// parsers that open the connections (redis's, and `shared::amqp`'s).
 fn describe_broker(url: &str) -> serde_json::Value {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (userinfo, address) = match rest.rsplit_once('@') {
-        Some((userinfo, address)) => (Some(userinfo), address),
-        None => (None, rest),
-    };
-    let (hostport, path) = address.split_once('/').unwrap_or((address, ""));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().ok()),
-        None => (hostport, None),
-    };
-    let transport = match scheme {
-        "rediss" | "redis" => "redis",
-        _ => "amqp",
-    };
-    let default_port = if transport == "redis" { 6379 } else { 5672 };
-    let user = userinfo
-        .map(|userinfo| userinfo.split(':').next().unwrap_or_default())
-        .filter(|user| !user.is_empty());
-    let virtual_host = match (transport, path) {
-        ("redis", "") => "0".to_owned(),
-        ("redis", db) => db.to_owned(),
-        (_, "") | (_, "%2f") | (_, "%2F") => "/".to_owned(),
-        (_, vhost) => vhost.to_owned(),
+    use redis::IntoConnectionInfo;
+
+    let (transport, host, port, user, virtual_host, ssl) = match Transport::of(url) {
+        Ok(Transport::Redis) => match url.into_connection_info() {
+            Ok(info) => {
+                let (host, port, ssl) = match info.addr() {
+                    redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
+                    redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
+                    other => (other.to_string(), 0, false),
+                };
+                let settings = info.redis_settings();
+                let user = settings.username().map(str::to_owned);
+                ("redis", host, port, user, settings.db().to_string(), ssl)
+            }
+            Err(_) => return serde_json::Value::Null,
+        },
+        Ok(Transport::Amqp) => match shared::amqp::parse_amqp_url(url) {
+            Ok(uri) => {
+                let ssl = matches!(uri.scheme, lapin::uri::AMQPScheme::AMQPS);
+                let user = Some(uri.authority.userinfo.username).filter(|user| !user.is_empty());
+                let (host, port) = (uri.authority.host, uri.authority.port);
+                ("amqp", host, port, user, uri.vhost, ssl)
+            }
+            Err(_) => return serde_json::Value::Null,
+        },
+        Err(_) => return serde_json::Value::Null,
     };
     serde_json::json!({
-        "hostname": if host.is_empty() { "localhost" } else { host },
+        "hostname": host,
         "userid": user,
         "virtual_host": virtual_host,
-        "port": port.unwrap_or(default_port),
+        "port": port,
         "insist": false,
-        "ssl": matches!(scheme, "rediss" | "amqps"),
+        "ssl": ssl,
         "transport": transport,
         "connect_timeout": 4,
         "transport_options": {},

@@ -83,8 +83,7 @@ fn flags_of(binary: &str, command: &[&str]) -> Vec<Flag> {
         .args(command)
         .arg("--help")
         .output()
-        // ok-panic: test support only (feature `test-support`); a binary that cannot run fails the test.
-        .unwrap_or_else(|error| panic!("cannot run {binary} --help: {error}"));
+        .unwrap_or_else(|error| panic!("cannot run {binary} --help: {error}")); // ok-panic: test support only
     let help = String::from_utf8_lossy(&output.stdout);
     let mut flags: Vec<Flag> = Vec::new();
     for line in help.lines() {
