@@ -30,7 +30,10 @@ use tokio::time::Instant;
 use futures_lite::StreamExt;
 use lapin::{
     Channel, ChannelState, Connection, ConnectionProperties, ErrorKind, Event,
-    options::QueueDeclareOptions, protocol::AMQPError, types::FieldTable, uri::AMQPUri,
+    options::QueueDeclareOptions,
+    protocol::AMQPError,
+    types::{AMQPValue, FieldTable},
+    uri::AMQPUri,
 };
 use thiserror::Error;
 use tracing::{debug, info};
@@ -95,6 +98,20 @@ pub enum AmqpError {
         setting: &'static str,
     },
 
+    #[error(
+        "RabbitMQ refused to declare queue '{queue}': a queue that is neither durable nor exclusive is a deprecated feature this broker denies (transient_nonexcl_queues, denied by default since RabbitMQ 4.3); declare it durable with --durable (producer and consumer both), or permit it again with `deprecated_features.permit.transient_nonexcl_queues = true` in rabbitmq.conf"
+    )]
+    TransientQueueDenied { queue: String },
+
+    #[error(
+        "exchange '{exchange}' already exists with different properties ({detail}); we declare it as a non-durable '{kind}' exchange, as the tutorial does: delete the old one first (rabbitmqctl delete_exchange {exchange}) or use another name"
+    )]
+    ExchangeMismatch {
+        exchange: String,
+        kind: String,
+        detail: String,
+    },
+
     #[error("queue '{queue}' already exists with different properties ({detail}); {fix}")]
     QueueMismatch {
         queue: String,
@@ -149,6 +166,8 @@ pub struct QueueSpec {
     pub name: String,
     /// Durable queue (and, on the producer side, persistent messages).
     pub durable: bool,
+    /// A quorum queue (`x-queue-type: quorum`): replicated, always durable.
+    pub quorum: bool,
 }
 
 impl QueueSpec {
@@ -156,11 +175,20 @@ impl QueueSpec {
         Self {
             name: name.into(),
             durable: false,
+            quorum: false,
         }
     }
 
     pub fn durable(mut self, durable: bool) -> Self {
         self.durable = durable;
+        self
+    }
+
+    /// A durable quorum queue, as RabbitMQ's tutorials declare theirs today:
+    /// pika's `queue_declare(queue=…, durable=True, arguments={"x-queue-type": "quorum"})`.
+    pub fn quorum(mut self) -> Self {
+        self.durable = true;
+        self.quorum = true;
         self
     }
 }
@@ -380,27 +408,55 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), A
         durable: queue.durable,
         ..QueueDeclareOptions::default()
     };
+    let mut arguments = FieldTable::default();
+    if queue.quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     match channel
-        .queue_declare(queue.name.as_str().into(), options, FieldTable::default())
+        .queue_declare(queue.name.as_str().into(), options, arguments)
         .await
     {
         Ok(_) => Ok(()),
-        Err(error) => match amqp_error(&error).map(|e| (e.get_id(), e.get_message().to_string())) {
-            Some((406, detail)) => Err(AmqpError::QueueMismatch {
-                queue: queue.name.clone(),
-                fix: mismatch_fix(queue),
-                detail,
-            }),
-            _ => Err(AmqpError::Broker {
+        Err(error) => Err(amqp_error(&error)
+            .and_then(|refusal| {
+                classify_declare_refusal(queue, refusal.get_id(), refusal.get_message().as_str())
+            })
+            .unwrap_or(AmqpError::Broker {
                 action: "declaring the queue",
                 source: error,
-            }),
-        },
+            })),
+    }
+}
+
+/// Turns the broker's refusal of a queue declare (reply code and text) into
+/// an error that says what to do, or `None` when it is not one we know.
+fn classify_declare_refusal(queue: &QueueSpec, code: u16, text: &str) -> Option<AmqpError> {
+    match code {
+        // PRECONDITION_FAILED: the queue exists with other properties.
+        406 => Some(AmqpError::QueueMismatch {
+            queue: queue.name.clone(),
+            fix: mismatch_fix(queue),
+            detail: text.to_owned(),
+        }),
+        // INTERNAL_ERROR, from RabbitMQ 4.3 on, for the blog's own
+        // `queue_declare(queue='rabbit')`: not durable, not exclusive.
+        541 if text.contains("transient_nonexcl_queues") => Some(AmqpError::TransientQueueDenied {
+            queue: queue.name.clone(),
+        }),
+        _ => None,
     }
 }
 
 fn mismatch_fix(queue: &QueueSpec) -> String {
     let name = &queue.name;
+    if queue.quorum {
+        return format!(
+            "we declare it as a durable quorum queue; delete the old one first: rabbitmqctl delete_queue {name}"
+        );
+    }
     let flag = if queue.durable {
         "drop --durable to use the existing non-durable queue"
     } else {
@@ -482,6 +538,36 @@ mod tests {
             "basic.publish",
         ));
         assert!(!is_connection_error(&closed));
+    }
+
+    /// The reply RabbitMQ 4.3+ sends for the blog's non-durable,
+    /// non-exclusive queue, word for word.
+    #[test]
+    fn a_denied_transient_queue_names_both_ways_out() {
+        let text = "INTERNAL_ERROR - Feature transient_nonexcl_queues is deprecated. \
+                    By default, this feature is not permitted anymore.";
+        let error = classify_declare_refusal(&QueueSpec::new("rabbit"), 541, text).unwrap();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("RabbitMQ refused to declare queue 'rabbit'"),
+            "{message}"
+        );
+        assert!(message.contains("--durable"), "{message}");
+        assert!(
+            message.contains("deprecated_features.permit.transient_nonexcl_queues = true"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "one line: {message}");
+        // Another internal error stays the broker's own.
+        assert!(classify_declare_refusal(&QueueSpec::new("q"), 541, "INTERNAL_ERROR").is_none());
+        assert!(matches!(
+            classify_declare_refusal(
+                &QueueSpec::new("q"),
+                406,
+                "PRECONDITION_FAILED - inequivalent arg 'durable'"
+            ),
+            Some(AmqpError::QueueMismatch { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,62 @@
+//! Tutorial 5's `receive_logs_topic.py`: print the messages of `topic_logs` that match our bindings.
+//!
+//! ```text
+//! cargo run -p tutorials --bin receive_logs_topic -- "kern.*" "*.critical"
+//! ```
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lapin::ExchangeKind;
+use shared::{AmqpSettings, Shutdown, connect_amqp, logging, settings::LogSettings};
+use tutorials::{
+    exchange,
+    subscribe::{self, LineFormat},
+};
+
+/// Print the log messages whose topic matches a pattern, from the 'topic_logs' exchange.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Patterns to receive: words separated by dots, '*' for exactly one word, '#' for zero or more.
+    #[arg(value_name = "BINDING_KEY")]
+    binding_keys: Vec<String>,
+
+    #[command(flatten)]
+    amqp: AmqpSettings,
+
+    #[command(flatten)]
+    log: LogSettings,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log = logging::init(cli.log.level);
+    shared::cli::exit_code(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.binding_keys.is_empty() {
+        // The script prints its usage and exits with 1; so do we, as one line.
+        anyhow::bail!(
+            "no BINDING_KEY given: name at least one to bind, e.g. `receive_logs_topic \"kern.*\" \"*.critical\"`"
+        );
+    }
+    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    let connection = connect_amqp(&cli.amqp, "receive_logs_topic").await?;
+    let channel = connection.create_channel().await?;
+    exchange::declare_exchange(&channel, "topic_logs", ExchangeKind::Topic).await?;
+    let (channel, queue) =
+        subscribe::private_queue(&connection, "topic_logs", &cli.binding_keys).await?;
+    subscribe::print_until_stopped(
+        &channel,
+        &queue,
+        LineFormat::RoutingKeyAndBody,
+        &mut shutdown,
+    )
+    .await?;
+    let _ = connection.close(200, "bye".into()).await;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Test support for the tutorials: a vhost per test, and the two sides
+//! (our binaries, the pika scripts) as processes whose lines we can wait for.
+//!
+//! The tutorials' names are fixed (`task_queue`, `logs`, `rpc_queue`…), so a
+//! test cannot pick its own queue names. It gets its own virtual host
+//! instead: every queue and exchange a test touches lives there, tests run in
+//! parallel without meeting, and deleting the vhost cleans up everything.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    time::{Instant, sleep, timeout},
+};
+
+/// The management API the tests create their vhosts through.
+fn api() -> String {
+    std::env::var("RABBITMQ_API_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())
+}
+
+fn http() -> reqwest::Client {
+    // The workspace builds reqwest without a crypto provider; pick rustls' ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A virtual host of the test's own, deleted by [`Vhost::delete`].
+#[derive(Debug)]
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub async fn new() -> Vhost {
+        let name = shared::testing::unique_name("tutorials");
+        let client = http();
+        let created = client
+            .put(format!("{}/api/vhosts/{name}", api()))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "the RabbitMQ management API is not reachable ({error}); run scripts/services"
+                )
+            });
+        assert!(
+            created.status().is_success(),
+            "creating vhost {name}: {created:?}"
+        );
+        let granted = client
+            .put(format!("{}/api/permissions/{name}/guest", api()))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            granted.status().is_success(),
+            "granting {name}: {granted:?}"
+        );
+        Vhost { name }
+    }
+
+    /// The broker URL for this vhost, for both our binaries and pika.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Ready messages in `queue` (0 when it does not exist).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let connection = lapin::Connection::connect(&self.url(), Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let count = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .map(|queue| queue.message_count())
+            .unwrap_or(0);
+        let _ = connection.close(200, "bye".into()).await;
+        count
+    }
+
+    /// Names of the queues in this vhost (from the management API).
+    pub async fn queue_names(&self) -> Vec<String> {
+        let queues: serde_json::Value = http()
+            .get(format!("{}/api/queues/{}", api(), self.name))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|queue| queue["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn delete(self) {
+        let _ = http()
+            .delete(format!("{}/api/vhosts/{}", api(), self.name))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await;
+    }
+}
+
+/// Our binary `name` (built by cargo for this test), pointed at `vhost`.
+pub fn rust(name: &str, args: &[&str], vhost: &Vhost) -> Command {
+    let binary = match name {
+        "new_task" => env!("CARGO_BIN_EXE_new_task"),
+        "worker" => env!("CARGO_BIN_EXE_worker"),
+        "emit_log" => env!("CARGO_BIN_EXE_emit_log"),
+        "receive_logs" => env!("CARGO_BIN_EXE_receive_logs"),
+        "emit_log_direct" => env!("CARGO_BIN_EXE_emit_log_direct"),
+        "receive_logs_direct" => env!("CARGO_BIN_EXE_receive_logs_direct"),
+        "emit_log_topic" => env!("CARGO_BIN_EXE_emit_log_topic"),
+        "receive_logs_topic" => env!("CARGO_BIN_EXE_receive_logs_topic"),
+        "rpc_server" => env!("CARGO_BIN_EXE_rpc_server"),
+        "rpc_client" => env!("CARGO_BIN_EXE_rpc_client"),
+        "publisher_confirms" => env!("CARGO_BIN_EXE_publisher_confirms"),
+        other => panic!("no binary {other}"),
+    };
+    let mut command = Command::new(binary);
+    command.args(args).env("AMQP_URL", vhost.url());
+    command
+}
+
+/// The pika script `name`.py from `tutorials/python`, run by the venv's Python.
+pub fn python(name: &str, args: &[&str], vhost: &Vhost) -> Command {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run scripts/python-env (scripts/test does)",
+        venv.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(format!("{name}.py"));
+    let mut command = Command::new(venv);
+    // -u: unbuffered, so each print reaches the pipe as it happens.
+    command
+        .arg("-u")
+        .arg(script)
+        .args(args)
+        .env("AMQP_URL", vhost.url());
+    command
+}
+
+/// Which side of a parity test a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Rust,
+    Python,
+}
+
+impl Side {
+    pub fn command(self, name: &str, args: &[&str], vhost: &Vhost) -> Command {
+        match self {
+            Side::Rust => rust(name, args, vhost),
+            Side::Python => python(name, args, vhost),
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Rust => Side::Python,
+            Side::Python => Side::Rust,
+        }
+    }
+}
+
+/// How long any one step may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running program, its stdout and stderr collected line by line.
+pub struct Running {
+    pub child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn start(mut command: Command) -> Running {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("cannot start the program");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        collect(out, stdout.clone());
+        collect(err, stderr.clone());
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts the program and waits for the line that says it is ready.
+    pub async fn ready(command: Command, line: &str) -> Running {
+        let running = Running::start(command);
+        running.wait_for(line, 1).await;
+        running
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `count` stdout lines contain `needle`.
+    pub async fn wait_for(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self
+            .stdout()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+            < count
+        {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {count}× '{needle}'; stdout: {:?}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("already exited").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the exit; returns the exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
+        let status = timeout(WAIT, self.child.wait())
+            .await
+            .expect("the program did not exit")
+            .unwrap();
+        sleep(Duration::from_millis(100)).await;
+        status.code()
+    }
+
+    /// Ctrl-C, then the exit code.
+    pub async fn interrupt(&mut self) -> Option<i32> {
+        self.signal("-INT");
+        self.wait().await
+    }
+}
+
+fn collect(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Runs a program that ends by itself (a sender); returns (exit code, stdout lines).
+pub async fn run(command: Command) -> (Option<i32>, Vec<String>) {
+    let mut running = Running::start(command);
+    let code = running.wait().await;
+    assert_eq!(code, Some(0), "stderr: {}", running.stderr());
+    (code, running.stdout())
+}
