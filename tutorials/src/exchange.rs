@@ -137,7 +137,7 @@ pub async fn emit(
         .create_channel()
         .await
         .map_err(AmqpError::broker("opening a channel"))?;
-    declare_exchange(&channel, exchange, kind).await?;
+    declare_exchange(&channel, exchange, kind.clone()).await?;
     let routed = publish_one(
         &channel,
         exchange,
@@ -147,8 +147,13 @@ pub async fn emit(
     )
     .await?;
     if routed == Routed::Dropped {
+        // A fanout ignores the key, so naming it would only confuse.
+        let key = match kind_name(&kind) {
+            "fanout" => String::new(),
+            _ => format!(" with key '{routing_key}'"),
+        };
         warn!(
-            "no queue is bound to '{exchange}' for '{routing_key}' yet, so the broker dropped the message; start a receiver first"
+            "no queue is bound to '{exchange}'{key} yet, so the broker dropped the message; start a receiver first"
         );
     }
     let _ = connection.close(200, "bye".into()).await;

@@ -203,31 +203,47 @@ impl RpcClient {
             )
             .await
             .map_err(AmqpError::broker("sending the request"))?;
-        match confirm
-            .await
-            .map_err(AmqpError::broker("waiting for the request's confirm"))?
-        {
-            Confirmation::Ack(None) | Confirmation::NotRequested => {}
-            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-                return Err(RpcError::NoServerQueue {
-                    queue: RPC_QUEUE.to_owned(),
-                });
-            }
-            Confirmation::Nack(None) => {
-                return Err(AmqpError::Nacked {
-                    routing_key: RPC_QUEUE.to_owned(),
+        // The reply and the confirm travel side by side: waiting for the
+        // confirm before the reply would add a round trip to every call.
+        // The confirm still matters when no queue took the request (then
+        // no reply will ever come), so it is settled first if it is first.
+        let reply = tokio::time::timeout(self.timeout, reply);
+        tokio::pin!(reply);
+        tokio::select! {
+            biased;
+            replied = &mut reply => return reply_or_error(replied, self.timeout),
+            confirmation = confirm => match confirmation
+                .map_err(AmqpError::broker("waiting for the request's confirm"))?
+            {
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                    return Err(RpcError::NoServerQueue {
+                        queue: RPC_QUEUE.to_owned(),
+                    });
                 }
-                .into());
-            }
+                Confirmation::Nack(None) => {
+                    return Err(AmqpError::Nacked {
+                        routing_key: RPC_QUEUE.to_owned(),
+                    }
+                    .into());
+                }
+            },
         }
-        match tokio::time::timeout(self.timeout, reply).await {
-            Ok(Ok(body)) => Ok(body),
-            Ok(Err(_reader_gone)) => Err(RpcError::RepliesLost),
-            Err(_elapsed) => Err(RpcError::NoReply {
-                queue: RPC_QUEUE.to_owned(),
-                seconds: self.timeout.as_secs_f64(),
-            }),
-        }
+        reply_or_error(reply.await, self.timeout)
+    }
+}
+
+fn reply_or_error(
+    replied: Result<Result<Vec<u8>, oneshot::error::RecvError>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+) -> Result<Vec<u8>, RpcError> {
+    match replied {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_reader_gone)) => Err(RpcError::RepliesLost),
+        Err(_elapsed) => Err(RpcError::NoReply {
+            queue: RPC_QUEUE.to_owned(),
+            seconds: timeout.as_secs_f64(),
+        }),
     }
 }
 

@@ -22,7 +22,7 @@
 
 use futures_lite::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Confirmation,
+    BasicProperties, Channel, Confirmation, PublisherConfirm,
     message::Delivery,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -33,7 +33,7 @@ use lapin::{
 use shared::{AmqpError, Shutdown, cli::print_line};
 use tracing::warn;
 
-use super::{MAX_FIB_INPUT, RPC_QUEUE, fib};
+use super::{MAX_FIB_INPUT, RPC_QUEUE, client::DIRECT_REPLY_TO, fib};
 
 /// Answers requests from `rpc_queue` until Ctrl-C.
 pub async fn serve(
@@ -115,12 +115,16 @@ async fn answer(channel: &Channel, request: Delivery) -> anyhow::Result<()> {
     if let Some(id) = request.properties.correlation_id() {
         properties = properties.with_correlation_id(id.clone());
     }
+    // `mandatory` makes a reply to a caller that has gone come back to us.
+    // Not for direct reply-to: RabbitMQ 3.x returns every mandatory reply
+    // sent that way, delivered or not (measured here: one `basic.return` per
+    // call), and a caller gone from there is already dropped by the broker.
     let confirm = channel
         .basic_publish(
             "".into(),
             reply_to.as_str().into(),
             BasicPublishOptions {
-                mandatory: true,
+                mandatory: !reply_to.starts_with(DIRECT_REPLY_TO),
                 ..BasicPublishOptions::default()
             },
             response.to_string().as_bytes(),
@@ -128,26 +132,38 @@ async fn answer(channel: &Channel, request: Delivery) -> anyhow::Result<()> {
         )
         .await
         .map_err(AmqpError::broker("sending the reply"))?;
-    match confirm
-        .await
-        .map_err(AmqpError::broker("waiting for the reply's confirm"))?
-    {
-        Confirmation::Ack(None) | Confirmation::NotRequested => {}
-        // The caller's queue is gone (it timed out and left): nobody can
-        // take this answer, and asking again would not change that.
-        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-            warn!("the caller's reply queue '{reply_to}' is gone; its answer is dropped");
-        }
-        Confirmation::Nack(None) => {
-            return Err(AmqpError::Nacked {
-                routing_key: reply_to,
-            }
-            .into());
-        }
-    }
-    request
-        .ack(BasicAckOptions::default())
-        .await
-        .map_err(AmqpError::broker("acking the request"))?;
+    // The ack waits for the reply's confirm, but the next request does not:
+    // up to `prefetch` replies are in flight at once (acks may then go out
+    // of order, which AMQP allows: each names its own delivery tag).
+    tokio::spawn(ack_once_confirmed(confirm, request, reply_to));
     Ok(())
+}
+
+/// Acks `request` once the broker confirmed its reply.
+async fn ack_once_confirmed(confirm: PublisherConfirm, request: Delivery, reply_to: String) {
+    let settled = match confirm.await {
+        Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => {
+            request.ack(BasicAckOptions::default()).await
+        }
+        // The caller's queue is gone (it timed out and left): nobody can
+        // take this answer, and answering again would not change that.
+        Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
+            warn!("the caller's reply queue '{reply_to}' is gone; its answer is dropped");
+            request.ack(BasicAckOptions::default()).await
+        }
+        // The broker could not take the reply: the request goes back to
+        // the queue, to be answered again.
+        Ok(Confirmation::Nack(None)) => {
+            warn!("RabbitMQ refused the reply to '{reply_to}'; the request goes back to the queue");
+            request.reject(BasicRejectOptions { requeue: true }).await
+        }
+        // The connection is gone: so is the unacked request's hold; the
+        // broker hands it to a server again.
+        Err(error) => Err(error),
+    };
+    if let Err(error) = settled {
+        warn!(
+            "the request for '{reply_to}' was not acked ({error}); the broker will deliver it again"
+        );
+    }
 }
