@@ -22,16 +22,21 @@ rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
 export AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 bin=target/release
 server=
+served=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   rabbitmqctl -q delete_vhost "$vhost" >/dev/null || true
+  rm -f "$served"
 }
 trap cleanup EXIT
 
 # One server for every client: its prefetch lets it hold a window of requests.
-$bin/rpc_server --prefetch 100 -l warning >/dev/null &
+served=$(mktemp)
+$bin/rpc_server --prefetch 100 -l warning >"$served" &
 server=$!
-sleep 1
+# pika's client would wait forever for a server that is not there yet.
+for _ in $(seq 100); do grep -q "Awaiting RPC requests" "$served" && break; sleep 0.1; done
+grep -q "Awaiting RPC requests" "$served" || { echo "rpc_server did not start" >&2; exit 1; }
 
 rate() { sed -n 's/.* \([0-9]*\) calls\/s$/\1/p'; }
 echo "Tutorial 6, RPC: $calls calls of fib(1), same server (ours, --prefetch 100)"

@@ -104,7 +104,7 @@ pub enum AmqpError {
     TransientQueueDenied { queue: String },
 
     #[error(
-        "exchange '{exchange}' already exists with different properties ({detail}); we declare it as a non-durable '{kind}' exchange, as the tutorial does: delete the old one first (rabbitmqctl delete_exchange {exchange}) or use another name"
+        "exchange '{exchange}' already exists with different properties ({detail}); we declare it as a non-durable '{kind}' exchange: delete the old one first (rabbitmqctl delete_exchange {exchange}) or use another name"
     )]
     ExchangeMismatch {
         exchange: String,
@@ -179,8 +179,9 @@ impl QueueSpec {
         }
     }
 
+    /// Durable or not; a quorum queue is always durable, whatever is asked.
     pub fn durable(mut self, durable: bool) -> Self {
-        self.durable = durable;
+        self.durable = durable || self.quorum;
         self
     }
 

@@ -4,7 +4,7 @@
 The official tutorial 7 is Java-only. pika's BlockingChannel can do just this
 one of its three strategies: after confirm_delivery(), every basic_publish
 waits for the broker's confirm. Prints the Java tutorial's line, so that
-bench/confirms.sh can set it beside our three.
+bench/tutorials.sh can set it beside our three.
 
     python publisher_confirms.py [MESSAGES]      # default 50,000
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calls per second of the tutorial's pika RPC client, for bench/rpc.sh.
+"""Calls per second of the tutorial's pika RPC client, for bench/tutorials.sh.
 
 The same client as rpc_client.py (one exclusive callback queue, one
 correlation_id per call, process_data_events until the reply arrives),

@@ -148,9 +148,10 @@ pub async fn emit(
     .await?;
     if routed == Routed::Dropped {
         // A fanout ignores the key, so naming it would only confuse.
-        let key = match kind_name(&kind) {
-            "fanout" => String::new(),
-            _ => format!(" with key '{routing_key}'"),
+        let key = if matches!(kind, ExchangeKind::Fanout) {
+            String::new()
+        } else {
+            format!(" with key '{routing_key}'")
         };
         warn!(
             "no queue is bound to '{exchange}'{key} yet, so the broker dropped the message; start a receiver first"

@@ -20,14 +20,17 @@
 //! since a message left unacked in an exclusive queue dies with the queue
 //! anyway. (Tutorial 2's worker, whose queue outlives it, acks after the work.)
 
+use anyhow::Context;
 use futures_lite::StreamExt;
 use lapin::{
-    Channel, Connection,
+    Channel, ExchangeKind,
     message::Delivery,
     options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
 };
-use shared::{AmqpError, Shutdown, cli::print_line};
+use shared::{AmqpError, AmqpSettings, Shutdown, cli::print_line, connect_amqp};
+
+use crate::exchange::declare_exchange;
 
 /// How a receiver prints a message: `receive_logs.py` shows the body only,
 /// the direct and topic receivers put the routing key in front.
@@ -51,18 +54,38 @@ impl LineFormat {
     }
 }
 
-/// Declares a private queue, binds it to `exchange` once per key in
-/// `binding_keys` (one binding with key `""` for a fanout), and returns the
-/// channel and the queue's server-given name.
-pub async fn private_queue(
-    connection: &Connection,
+/// The whole of `receive_logs*.py`: connect, declare the exchange, bind a
+/// private queue with each of `binding_keys`, and print every message as
+/// `format` says until Ctrl-C.
+pub async fn receive(
+    settings: &AmqpSettings,
+    program: &str,
     exchange: &str,
+    kind: ExchangeKind,
     binding_keys: &[String],
-) -> Result<(Channel, String), AmqpError> {
+    format: LineFormat,
+) -> anyhow::Result<()> {
+    // Before connecting, so a Ctrl-C while we connect is handled too.
+    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
+    let connection = connect_amqp(settings, program).await?;
     let channel = connection
         .create_channel()
         .await
         .map_err(AmqpError::broker("opening a channel"))?;
+    declare_exchange(&channel, exchange, kind).await?;
+    let queue = private_queue(&channel, exchange, binding_keys).await?;
+    print_until_stopped(&channel, &queue, format, &mut shutdown).await?;
+    let _ = connection.close(200, "bye".into()).await;
+    Ok(())
+}
+
+/// Declares a private queue, binds it to `exchange` once per key in
+/// `binding_keys`, and returns its server-given name.
+async fn private_queue(
+    channel: &Channel,
+    exchange: &str,
+    binding_keys: &[String],
+) -> Result<String, AmqpError> {
     let queue = channel
         .queue_declare(
             "".into(),
@@ -87,12 +110,12 @@ pub async fn private_queue(
             .await
             .map_err(AmqpError::broker("binding the queue to the exchange"))?;
     }
-    Ok((channel, queue_name))
+    Ok(queue_name)
 }
 
 /// Prints every message of `queue` as `format` says, until Ctrl-C; then
 /// `Interrupted`, as the scripts do.
-pub async fn print_until_stopped(
+async fn print_until_stopped(
     channel: &Channel,
     queue: &str,
     format: LineFormat,

@@ -73,11 +73,21 @@ fn out_of_range_numbers_are_refused_before_connecting() {
         &["--calls", "0"],
         &["--concurrency", "0"],
     ] {
-        let output = run_cli(client, args, Duration::from_secs(20));
-        output.assert_one_line_error(&[]);
+        // Pointed at no broker: a value that got through would end in
+        // "not reachable" instead of clap's refusal.
+        let with_no_broker: Vec<&str> = NO_BROKER.iter().chain(args).copied().collect();
+        let output = run_cli(client, &with_no_broker, Duration::from_secs(20));
+        output.assert_one_line_error(&[args[args.len() - 1]]);
+        assert!(
+            !output.stderr.contains("not reachable"),
+            "{args:?} got through: {}",
+            output.stderr
+        );
     }
     let confirms = env!("CARGO_BIN_EXE_publisher_confirms");
-    run_cli(confirms, &["0"], Duration::from_secs(20)).assert_one_line_error(&["0"]);
+    let with_no_broker: Vec<&str> = NO_BROKER.iter().chain(&["0"]).copied().collect();
+    run_cli(confirms, &with_no_broker, Duration::from_secs(20))
+        .assert_one_line_error(&["invalid value", "0"]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use common::{Running, Side, Vhost, run};
 
 /// Runs a sender to completion and returns what it printed.
 async fn send(side: Side, name: &str, args: &[&str], vhost: &Vhost) -> Vec<String> {
-    run(side.command(name, args, vhost)).await.1
+    run(side.command(name, args, vhost)).await
 }
 
 /// Tutorial 2: `new_task.py` feeds our `worker`, our `new_task` feeds
@@ -40,7 +40,7 @@ async fn work_queues_both_ways() {
     );
     assert_eq!(outputs[0], outputs[1], "our worker vs worker.py");
     // Both sides declare task_queue alike (durable), and nothing is left in it.
-    assert_eq!(vhost.ready("task_queue").await, 0);
+    vhost.assert_ready("task_queue", 0).await;
     vhost.delete().await;
 }
 
@@ -177,7 +177,7 @@ async fn rpc_both_ways() {
             "Awaiting RPC requests",
         )
         .await;
-        let (_, client) = run(server_side.other().command("rpc_client", &[], &vhost)).await;
+        let client = run(server_side.other().command("rpc_client", &[], &vhost)).await;
         server.interrupt().await;
         servers.push(server.stdout());
         clients.push(client);
@@ -194,8 +194,8 @@ async fn rpc_both_ways() {
 #[tokio::test]
 async fn publisher_confirms_print_the_tutorial_lines() {
     let vhost = Vhost::new().await;
-    let (_, ours) = run(common::rust("publisher_confirms", &["1500"], &vhost)).await;
-    let (_, pikas) = run(common::python("publisher_confirms", &["1500"], &vhost)).await;
+    let ours = run(common::rust("publisher_confirms", &["1500"], &vhost)).await;
+    let pikas = run(common::python("publisher_confirms", &["1500"], &vhost)).await;
     let shape = |line: &str, middle: &str| {
         line.starts_with(&format!("Published 1,500 messages {middle} in ")) && line.ends_with(" ms")
     };

@@ -38,11 +38,7 @@ async fn a_call_nobody_answers_times_out_cleanly() {
         "{errors:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        vhost.ready("rpc_queue").await,
-        0,
-        "the request expired with its call"
-    );
+    vhost.assert_ready("rpc_queue", 0).await;
 
     // And with no queue at all, the client says so at once.
     let other = Vhost::new().await;
@@ -72,8 +68,10 @@ async fn concurrent_calls_share_one_callback_queue_and_ignore_strays() {
             .await
             .unwrap(),
     );
-    // Strays in the callback queue: an unknown id, and no id at all.
+    // Strays in the callback queue, confirmed before any call starts: an
+    // unknown id, and no id at all. The reader must skip them and go on.
     let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
     for properties in [
         BasicProperties::default().with_correlation_id("stray".into()),
         BasicProperties::default(),
@@ -118,7 +116,7 @@ async fn concurrent_calls_share_one_callback_queue_and_ignore_strays() {
 async fn direct_reply_to_works_with_the_python_server() {
     let vhost = Vhost::new().await;
     let mut server = Running::ready(common::python("rpc_server", &[], &vhost), READY).await;
-    let (_, lines) = common::run(rust(
+    let lines = common::run(rust(
         "rpc_client",
         &[
             "--direct-reply-to",
@@ -171,6 +169,7 @@ async fn bad_requests_are_rejected_and_the_server_goes_on() {
         .await
         .unwrap();
     assert_eq!(client.call(7).await.unwrap(), 13);
+    server.wait_for_stderr("it has no reply_to").await;
     let stderr = server.stderr();
     assert!(
         stderr.contains(
@@ -180,7 +179,7 @@ async fn bad_requests_are_rejected_and_the_server_goes_on() {
     );
     assert!(stderr.contains("its body \"1000\""), "{stderr}");
     assert!(stderr.contains("it has no reply_to"), "{stderr}");
-    assert_eq!(vhost.ready("rpc_queue").await, 0);
+    vhost.assert_ready("rpc_queue", 0).await;
     assert!(matches!(client.call(7).await, Ok(13)));
     let _ = connection.close(200, "bye".into()).await;
     assert_eq!(server.interrupt().await, Some(0));

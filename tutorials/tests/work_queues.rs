@@ -53,7 +53,7 @@ async fn a_busy_worker_is_skipped() {
     busy.wait_for(" [x] Done", 1).await;
     first.interrupt().await;
     second.interrupt().await;
-    assert_eq!(vhost.ready("task_queue").await, 0);
+    vhost.assert_ready("task_queue", 0).await;
     vhost.delete().await;
 }
 
@@ -65,13 +65,15 @@ async fn a_killed_workers_task_goes_to_the_other_worker() {
     let doomed = Running::ready(python("worker", &[], &vhost), READY).await;
     run(rust("new_task", &["long....."], &vhost)).await;
     doomed.wait_for(" [x] Received long.....", 1).await;
-    let mut survivor = Running::ready(rust("worker", &[], &vhost), READY).await;
+    // Killed first: the task goes back to the (durable) queue and waits
+    // there, however long the survivor takes to start.
     doomed.signal("-KILL");
+    let mut survivor = Running::ready(rust("worker", &[], &vhost), READY).await;
     survivor.wait_for(" [x] Received long.....", 1).await;
     survivor.wait_for(" [x] Done", 1).await;
     assert!(!doomed.stdout().iter().any(|line| line.contains("Done")));
     assert_eq!(survivor.interrupt().await, Some(0));
-    assert_eq!(vhost.ready("task_queue").await, 0);
+    vhost.assert_ready("task_queue", 0).await;
     vhost.delete().await;
 }
 
@@ -88,27 +90,21 @@ async fn ctrl_c_finishes_the_task_and_twice_returns_it() {
         worker.stdout().last().map(String::as_str),
         Some(" [x] Done")
     );
-    assert_eq!(
-        vhost.ready("task_queue").await,
-        0,
-        "the finished task was acked"
-    );
+    vhost.assert_ready("task_queue", 0).await;
 
     run(rust("new_task", &["ten.........."], &vhost)).await;
     let mut worker = Running::ready(rust("worker", &[], &vhost), READY).await;
     worker.wait_for(" [x] Received ten", 1).await;
     worker.signal("-INT");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    worker
+        .wait_for_stderr("finishing the task in hand first")
+        .await;
     assert_eq!(worker.interrupt().await, Some(1));
     assert!(
         worker.stderr().contains("back in 'task_queue'"),
         "{}",
         worker.stderr()
     );
-    assert_eq!(
-        vhost.ready("task_queue").await,
-        1,
-        "the unfinished task is back"
-    );
+    vhost.assert_ready("task_queue", 1).await;
     vhost.delete().await;
 }

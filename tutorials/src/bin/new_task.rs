@@ -8,7 +8,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shared::{AmqpSettings, cli::print_line, connect_amqp, logging, settings::LogSettings};
+use shared::{
+    AmqpError, AmqpSettings, cli::print_line, connect_amqp, logging, settings::LogSettings,
+};
 use tutorials::{args::message_or, exchange, work};
 
 /// Send a task to 'task_queue'; each '.' in it is one second of work.
@@ -35,7 +37,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let connection = connect_amqp(&cli.amqp, "new_task").await?;
-    let channel = connection.create_channel().await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker("opening a channel"))?;
     shared::declare_queue(&channel, &work::task_queue()).await?;
     let message = message_or(&cli.words, "Hello World!");
     // Persistent, to the default exchange, which routes by queue name.

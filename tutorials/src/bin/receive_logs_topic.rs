@@ -6,14 +6,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use lapin::ExchangeKind;
-use shared::{AmqpSettings, Shutdown, connect_amqp, logging, settings::LogSettings};
-use tutorials::{
-    exchange,
-    subscribe::{self, LineFormat},
-};
+use shared::{AmqpSettings, logging, settings::LogSettings};
+use tutorials::subscribe::{LineFormat, receive};
 
 /// Print the log messages whose topic matches a pattern, from the 'topic_logs' exchange.
 #[derive(Parser, Debug)]
@@ -44,19 +40,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "no BINDING_KEY given: name at least one to bind, e.g. `receive_logs_topic \"kern.*\" \"*.critical\"`"
         );
     }
-    let mut shutdown = Shutdown::new().context("installing signal handlers")?;
-    let connection = connect_amqp(&cli.amqp, "receive_logs_topic").await?;
-    let channel = connection.create_channel().await?;
-    exchange::declare_exchange(&channel, "topic_logs", ExchangeKind::Topic).await?;
-    let (channel, queue) =
-        subscribe::private_queue(&connection, "topic_logs", &cli.binding_keys).await?;
-    subscribe::print_until_stopped(
-        &channel,
-        &queue,
+    receive(
+        &cli.amqp,
+        "receive_logs_topic",
+        "topic_logs",
+        ExchangeKind::Topic,
+        &cli.binding_keys,
         LineFormat::RoutingKeyAndBody,
-        &mut shutdown,
     )
-    .await?;
-    let _ = connection.close(200, "bye".into()).await;
-    Ok(())
+    .await
 }

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use shared::{AmqpSettings, QueueSpec, Shutdown, connect_amqp, logging, settings::LogSettings};
+use shared::{
+    AmqpError, AmqpSettings, QueueSpec, Shutdown, connect_amqp, logging, settings::LogSettings,
+};
 use tutorials::rpc::{RPC_QUEUE, server};
 
 /// Answer Fibonacci requests from 'rpc_queue', acking each after its reply.
@@ -36,7 +38,10 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::new().context("installing signal handlers")?;
     let connection = connect_amqp(&cli.amqp, "rpc_server").await?;
-    let channel = connection.create_channel().await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker("opening a channel"))?;
     // A durable quorum queue, as the tutorial declares it today.
     shared::declare_queue(&channel, &QueueSpec::new(RPC_QUEUE).quorum()).await?;
     server::serve(&channel, cli.prefetch, &mut shutdown).await?;

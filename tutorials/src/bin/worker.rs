@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use shared::{AmqpSettings, Shutdown, connect_amqp, logging, settings::LogSettings};
+use shared::{AmqpError, AmqpSettings, Shutdown, connect_amqp, logging, settings::LogSettings};
 use tutorials::work::{self, Stopped};
 
 /// Work through the tasks in 'task_queue': one second per '.', ack when done.
@@ -36,7 +36,10 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::new().context("installing signal handlers")?;
     let connection = connect_amqp(&cli.amqp, "worker").await?;
-    let channel = connection.create_channel().await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker("opening a channel"))?;
     shared::declare_queue(&channel, &work::task_queue()).await?;
     let stopped = work::run_worker(&channel, cli.prefetch, &mut shutdown).await?;
     // Closing returns an unacked task to the queue, for another worker.

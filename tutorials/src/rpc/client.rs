@@ -78,7 +78,9 @@ pub enum RpcError {
     )]
     NoServerQueue { queue: String },
 
-    #[error("the RPC server replied {reply:?}, which is not a whole number")]
+    #[error(
+        "the RPC server replied {reply:?}, which is not a whole number; is something other than a Fibonacci server consuming 'rpc_queue'?"
+    )]
     BadReply { reply: String },
 
     #[error(
@@ -91,7 +93,15 @@ pub enum RpcError {
 }
 
 /// Calls waiting for their reply, by correlation id.
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+#[derive(Debug, Default)]
+struct Calls {
+    waiting: HashMap<String, oneshot::Sender<Vec<u8>>>,
+    /// The reply reader has stopped (the connection was lost): no reply can
+    /// arrive any more, so a new call fails at once instead of at its timeout.
+    closed: bool,
+}
+
+type Waiting = Arc<Mutex<Calls>>;
 
 /// A Fibonacci RPC client; cheap to share between tasks (`&self` calls).
 #[derive(Debug)]
@@ -169,9 +179,15 @@ impl RpcClient {
         let (reply_sender, reply) = oneshot::channel();
         // Registered before sending: a fast server may answer before
         // `basic_publish` has even returned.
-        lock(&self.waiting).insert(correlation_id.clone(), reply_sender);
+        {
+            let mut calls = lock(&self.waiting);
+            if calls.closed {
+                return Err(RpcError::RepliesLost);
+            }
+            calls.waiting.insert(correlation_id.clone(), reply_sender);
+        }
         let outcome = self.send_and_wait(n, &correlation_id, reply).await;
-        lock(&self.waiting).remove(&correlation_id);
+        lock(&self.waiting).waiting.remove(&correlation_id);
         let reply = outcome?;
         let text = String::from_utf8_lossy(&reply);
         text.trim().parse().map_err(|_| RpcError::BadReply {
@@ -260,7 +276,7 @@ async fn hand_out_replies(mut consumer: Consumer, waiting: Waiting) {
             .properties
             .correlation_id()
             .as_ref()
-            .and_then(|id| lock(&waiting).remove(id.as_str()));
+            .and_then(|id| lock(&waiting).waiting.remove(id.as_str()));
         match owner {
             // The call may have timed out a moment ago; then nobody listens.
             Some(call) => {
@@ -273,12 +289,14 @@ async fn hand_out_replies(mut consumer: Consumer, waiting: Waiting) {
         }
     }
     // The consumer ended (connection lost or cancelled): every waiting call
-    // learns it now instead of at its timeout.
-    lock(&waiting).clear();
+    // learns it now instead of at its timeout, and so does every later one.
+    let mut calls = lock(&waiting);
+    calls.closed = true;
+    calls.waiting.clear();
 }
 
 /// The table is only touched for a moment; a panic while holding it cannot
 /// leave it half-updated, so a poisoned lock is still good to use.
-fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Vec<u8>>>> {
+fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, Calls> {
     waiting.lock().unwrap_or_else(PoisonError::into_inner)
 }

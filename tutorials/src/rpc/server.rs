@@ -20,6 +20,8 @@
 //! rejected with a warning instead of crashing the server as `int(body)`
 //! would; rejected, not requeued, so it does not come back forever.
 
+use std::time::Duration;
+
 use futures_lite::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, PublisherConfirm,
@@ -31,6 +33,7 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{AmqpError, Shutdown, cli::print_line};
+use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::{MAX_FIB_INPUT, RPC_QUEUE, client::DIRECT_REPLY_TO, fib};
@@ -59,13 +62,16 @@ pub async fn serve(
         .await
         .map_err(AmqpError::broker("starting the consumer"))?;
     print_line(" [x] Awaiting RPC requests")?;
+    let mut acks = JoinSet::new();
     loop {
         let request = tokio::select! {
             request = requests.next() => request,
-            _ = shutdown.recv() => return Ok(()),
+            _ = shutdown.recv() => break,
         };
+        // Finished ack tasks are reaped as we go, so the set stays small.
+        while acks.try_join_next().is_some() {}
         match request {
-            Some(Ok(request)) => answer(channel, request).await?,
+            Some(Ok(request)) => answer(channel, request, &mut acks).await?,
             Some(Err(error)) => {
                 return Err(AmqpError::Broker {
                     action: "receiving",
@@ -81,24 +87,50 @@ pub async fn serve(
             }
         }
     }
+    // Answered requests are acked before we go: closing the channel first
+    // would hand them back to the queue, to be answered a second time.
+    if tokio::time::timeout(ACK_GRACE, async {
+        while acks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!(
+            "some answered requests were not acked within {ACK_GRACE:?}; the broker will deliver them again"
+        );
+    }
+    Ok(())
 }
 
+/// How long a stopping server waits for its last replies' confirms.
+const ACK_GRACE: Duration = Duration::from_secs(5);
+
 /// What a request asks for, or why it cannot be answered.
-fn parse_request(request: &Delivery) -> Result<(u64, String), String> {
+/// Returns `n`, its Fibonacci number, and where to send it.
+fn parse_request(request: &Delivery) -> Result<(u64, u64, String), String> {
     let Some(reply_to) = request.properties.reply_to() else {
         return Err("it has no reply_to, so the answer could not be sent".to_owned());
     };
     let body = String::from_utf8_lossy(&request.data);
-    match body.trim().parse::<u64>() {
-        Ok(n) if n <= MAX_FIB_INPUT => Ok((n, reply_to.to_string())),
-        _ => Err(format!(
+    let n_and_answer = body
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| Some((n, fib(n)?)));
+    match n_and_answer {
+        Some((n, answer)) => Ok((n, answer, reply_to.to_string())),
+        None => Err(format!(
             "its body {body:?} is not a whole number from 0 to {MAX_FIB_INPUT}"
         )),
     }
 }
 
-async fn answer(channel: &Channel, request: Delivery) -> anyhow::Result<()> {
-    let (n, reply_to) = match parse_request(&request) {
+async fn answer(
+    channel: &Channel,
+    request: Delivery,
+    acks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let (n, response, reply_to) = match parse_request(&request) {
         Ok(parsed) => parsed,
         Err(reason) => {
             warn!("rejecting a request: {reason}");
@@ -110,7 +142,6 @@ async fn answer(channel: &Channel, request: Delivery) -> anyhow::Result<()> {
         }
     };
     print_line(format_args!(" [.] fib({n})"))?;
-    let response = fib(n).unwrap_or_default();
     let mut properties = BasicProperties::default();
     if let Some(id) = request.properties.correlation_id() {
         properties = properties.with_correlation_id(id.clone());
@@ -135,7 +166,7 @@ async fn answer(channel: &Channel, request: Delivery) -> anyhow::Result<()> {
     // The ack waits for the reply's confirm, but the next request does not:
     // up to `prefetch` replies are in flight at once (acks may then go out
     // of order, which AMQP allows: each names its own delivery tag).
-    tokio::spawn(ack_once_confirmed(confirm, request, reply_to));
+    acks.spawn(ack_once_confirmed(confirm, request, reply_to));
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
+    task::JoinHandle,
     time::{Instant, sleep, timeout},
 };
 
@@ -31,10 +32,23 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// A virtual host of the test's own, deleted by [`Vhost::delete`].
+/// A virtual host of the test's own, deleted by [`Vhost::delete`] — or, if
+/// the test fails before that, when it drops.
 #[derive(Debug)]
 pub struct Vhost {
     pub name: String,
+    deleted: bool,
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        if !self.deleted {
+            // A failed test: no runtime to await on here, so the CLI does it.
+            let _ = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "delete_vhost", &self.name])
+                .output();
+        }
+    }
 }
 
 impl Vhost {
@@ -66,12 +80,37 @@ impl Vhost {
             granted.status().is_success(),
             "granting {name}: {granted:?}"
         );
-        Vhost { name }
+        Vhost {
+            name,
+            deleted: false,
+        }
     }
 
     /// The broker URL for this vhost, for both our binaries and pika.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Waits until `queue` holds `expected` ready messages, and (for 0) that
+    /// it stays so for a moment: a message whose consumer just went away is
+    /// requeued a little later, and must not be missed.
+    pub async fn assert_ready(&self, queue: &str, expected: u32) {
+        let deadline = Instant::now() + WAIT;
+        while self.ready(queue).await != expected {
+            assert!(
+                Instant::now() < deadline,
+                "'{queue}' never held {expected} ready messages"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+        if expected == 0 {
+            sleep(Duration::from_millis(700)).await;
+            assert_eq!(
+                self.ready(queue).await,
+                0,
+                "a message came back to '{queue}'"
+            );
+        }
     }
 
     /// Ready messages in `queue` (0 when it does not exist).
@@ -115,7 +154,8 @@ impl Vhost {
             .collect()
     }
 
-    pub async fn delete(self) {
+    pub async fn delete(mut self) {
+        self.deleted = true;
         let _ = http()
             .delete(format!("{}/api/vhosts/{}", api(), self.name))
             .basic_auth("guest", Some("guest"))
@@ -197,6 +237,7 @@ pub struct Running {
     pub child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    collectors: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -211,12 +252,12 @@ impl Running {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
-        collect(out, stdout.clone());
-        collect(err, stderr.clone());
+        let collectors = vec![collect(out, stdout.clone()), collect(err, stderr.clone())];
         Running {
             child,
             stdout,
             stderr,
+            collectors,
         }
     }
 
@@ -255,6 +296,19 @@ impl Running {
         }
     }
 
+    /// Waits until the log (stderr) contains `needle`.
+    pub async fn wait_for_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for '{needle}' in stderr: {}",
+                self.stderr()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("already exited").to_string();
         let status = std::process::Command::new("kill")
@@ -270,7 +324,10 @@ impl Running {
             .await
             .expect("the program did not exit")
             .unwrap();
-        sleep(Duration::from_millis(100)).await;
+        // Every line the program wrote is read once its pipes close.
+        for collector in self.collectors.drain(..) {
+            let _ = timeout(WAIT, collector).await;
+        }
         status.code()
     }
 
@@ -284,19 +341,20 @@ impl Running {
 fn collect(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     sink: Arc<Mutex<Vec<String>>>,
-) {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             sink.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
-/// Runs a program that ends by itself (a sender); returns (exit code, stdout lines).
-pub async fn run(command: Command) -> (Option<i32>, Vec<String>) {
+/// Runs a program that ends by itself (a sender), asserts it succeeded, and
+/// returns its stdout lines.
+pub async fn run(command: Command) -> Vec<String> {
     let mut running = Running::start(command);
     let code = running.wait().await;
     assert_eq!(code, Some(0), "stderr: {}", running.stderr());
-    (code, running.stdout())
+    running.stdout()
 }
