@@ -14,7 +14,7 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use clap::Parser;
 use consumer::{AckMode, ConsumerConfig};
-use shared::{AmqpSettings, QueueSpec, Shutdown, logging, settings::LogSettings};
+use shared::{AmqpSettings, QueueSpec, QueueType, Shutdown, logging, settings::LogSettings};
 
 /// Print every message of a RabbitMQ queue, acking each one after it is printed.
 #[derive(Parser, Debug)]
@@ -27,6 +27,11 @@ struct Cli {
     /// Declare the queue durable (it must match how the producer declared it).
     #[arg(long)]
     durable: bool,
+
+    /// Queue type: classic (the blog's) or quorum (replicated in a cluster,
+    /// always durable). Producer and consumer must agree.
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    queue_type: QueueType,
 
     /// The blog's auto_ack=True: no acks, messages in flight are lost on a crash.
     #[arg(long)]
@@ -58,7 +63,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::new().context("installing signal handlers")?;
     let config = ConsumerConfig {
         amqp: cli.amqp,
-        queue: QueueSpec::new(&cli.queue).durable(cli.durable),
+        queue: QueueSpec::new(&cli.queue)
+            .durable(cli.durable)
+            .queue_type(cli.queue_type),
         ack_mode: if cli.auto_ack {
             AckMode::Auto
         } else {

@@ -17,7 +17,7 @@ use std::{
 use consumer::{AckMode, ConsumerConfig};
 use producer::{Messages, ProducerConfig};
 use shared::{
-    AmqpSettings, QueueSpec,
+    AmqpSettings, QueueSpec, QueueType,
     testing::{amqp_url, close_connections_named, delete_queue, ready_count, unique_name},
 };
 use tokio::{
@@ -130,6 +130,45 @@ async fn round_trip_keeps_every_message_in_order() {
         0,
         "everything printed was acked"
     );
+    delete_queue(&queue.name).await;
+}
+
+/// `--queue-type quorum` on both sides: the producer declares a quorum
+/// queue (durable, persistent messages), the consumer drains it in order; a
+/// consumer that asks for a classic queue of that name is told which flag
+/// matches.
+#[tokio::test]
+async fn a_quorum_queue_round_trips_and_a_classic_declare_says_which_type_it_is() {
+    let queue = QueueSpec::new(unique_name("quorum")).queue_type(QueueType::Quorum);
+    assert!(queue.durable, "a quorum queue is always durable");
+    publish_numbered(&queue, "q", 200).await;
+
+    let classic = QueueSpec::new(&queue.name).durable(true);
+    let refused = consumer::run(
+        consumer_config(&classic, 10, Some(1)),
+        SharedOutput::default(),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("a classic declare of a quorum queue must be refused");
+    let message = refused.to_string();
+    assert!(message.contains("--queue-type quorum"), "{message}");
+
+    let output = SharedOutput::default();
+    let report = timeout(
+        WAIT,
+        consumer::run(
+            consumer_config(&queue, 50, Some(200)),
+            output.clone(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("consuming timed out")
+    .expect("consuming failed");
+    assert_eq!(report.received, 200);
+    assert_eq!(output.lines(), numbered("q", 1..=200));
+    assert_eq!(ready_count(&queue.name).await, 0);
     delete_queue(&queue.name).await;
 }
 

@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use producer::{Messages, PROGRESS_THRESHOLD, ProducerConfig, PublishReport};
 use shared::{
-    AmqpSettings, QueueSpec, Shutdown,
+    AmqpSettings, QueueSpec, QueueType, Shutdown,
     cli::{StdoutError, print_line},
     logging,
     settings::LogSettings,
@@ -40,6 +40,11 @@ struct Cli {
     /// Durable queue and persistent messages: both survive a broker restart.
     #[arg(long)]
     durable: bool,
+
+    /// Queue type: classic (the blog's) or quorum (replicated in a cluster,
+    /// always durable). Producer and consumer must agree.
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    queue_type: QueueType,
 
     #[command(flatten)]
     amqp: AmqpSettings,
@@ -72,7 +77,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = ProducerConfig {
         amqp: cli.amqp,
-        queue: QueueSpec::new(&cli.queue).durable(cli.durable),
+        queue: QueueSpec::new(&cli.queue)
+            .durable(cli.durable)
+            .queue_type(cli.queue_type),
         messages,
     };
     let report = producer::run(config, async move {

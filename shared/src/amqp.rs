@@ -166,8 +166,20 @@ pub struct QueueSpec {
     pub name: String,
     /// Durable queue (and, on the producer side, persistent messages).
     pub durable: bool,
-    /// A quorum queue (`x-queue-type: quorum`): replicated, always durable.
-    pub quorum: bool,
+    /// Classic (the blog's) or quorum (`x-queue-type: quorum`).
+    pub queue_type: QueueType,
+}
+
+/// RabbitMQ's queue types, as `--queue-type` (Celery's
+/// `task_default_queue_type` uses the same names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// A single-node queue: what `queue_declare` makes unless told otherwise.
+    #[default]
+    Classic,
+    /// Raft-replicated across a cluster's nodes; always durable. Supports
+    /// only per-consumer prefetch, which is the only kind used here.
+    Quorum,
 }
 
 impl QueueSpec {
@@ -175,21 +187,26 @@ impl QueueSpec {
         Self {
             name: name.into(),
             durable: false,
-            quorum: false,
+            queue_type: QueueType::Classic,
         }
     }
 
     /// Durable or not; a quorum queue is always durable, whatever is asked.
     pub fn durable(mut self, durable: bool) -> Self {
-        self.durable = durable || self.quorum;
+        self.durable = durable || self.queue_type == QueueType::Quorum;
         self
     }
 
     /// A durable quorum queue, as RabbitMQ's tutorials declare theirs today:
     /// pika's `queue_declare(queue=…, durable=True, arguments={"x-queue-type": "quorum"})`.
-    pub fn quorum(mut self) -> Self {
-        self.durable = true;
-        self.quorum = true;
+    pub fn quorum(self) -> Self {
+        self.queue_type(QueueType::Quorum)
+    }
+
+    /// The queue's type; a quorum queue is made durable too.
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self.durable |= queue_type == QueueType::Quorum;
         self
     }
 }
@@ -410,7 +427,7 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), A
         ..QueueDeclareOptions::default()
     };
     let mut arguments = FieldTable::default();
-    if queue.quorum {
+    if queue.queue_type == QueueType::Quorum {
         arguments.insert(
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
@@ -439,7 +456,7 @@ fn classify_declare_refusal(queue: &QueueSpec, code: u16, text: &str) -> Option<
         // PRECONDITION_FAILED: the queue exists with other properties.
         406 => Some(AmqpError::QueueMismatch {
             queue: queue.name.clone(),
-            fix: mismatch_fix(queue),
+            fix: mismatch_fix(queue, text),
             detail: text.to_owned(),
         }),
         // INTERNAL_ERROR, from RabbitMQ 4.3 on, for the blog's own
@@ -451,11 +468,15 @@ fn classify_declare_refusal(queue: &QueueSpec, code: u16, text: &str) -> Option<
     }
 }
 
-fn mismatch_fix(queue: &QueueSpec) -> String {
+fn mismatch_fix(queue: &QueueSpec, detail: &str) -> String {
     let name = &queue.name;
-    if queue.quorum {
+    if detail.contains("x-queue-type") {
+        let other = match queue.queue_type {
+            QueueType::Classic => "quorum",
+            QueueType::Quorum => "classic",
+        };
         return format!(
-            "we declare it as a durable quorum queue; delete the old one first: rabbitmqctl delete_queue {name}"
+            "it is a {other} queue: declare it as one with --queue-type {other}, pick another name with --queue, or delete the old queue first: rabbitmqctl delete_queue {name}"
         );
     }
     let flag = if queue.durable {
@@ -573,9 +594,15 @@ mod tests {
 
     #[test]
     fn mismatch_advice_names_the_flag_to_change() {
-        let fix = mismatch_fix(&QueueSpec::new("rabbit").durable(true));
+        let durable = "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'rabbit'";
+        let fix = mismatch_fix(&QueueSpec::new("rabbit").durable(true), durable);
         assert!(fix.contains("drop --durable"), "{fix}");
-        let fix = mismatch_fix(&QueueSpec::new("rabbit"));
+        let fix = mismatch_fix(&QueueSpec::new("rabbit"), durable);
         assert!(fix.contains("add --durable"), "{fix}");
+        // RabbitMQ 3.10's text when a classic declare meets a quorum queue.
+        let queue_type = "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'rabbit' \
+                          in vhost '/': received none but current is the value 'quorum' of type 'longstr'";
+        let fix = mismatch_fix(&QueueSpec::new("rabbit"), queue_type);
+        assert!(fix.contains("--queue-type quorum"), "{fix}");
     }
 }

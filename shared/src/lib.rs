@@ -33,7 +33,7 @@ pub mod watch;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
-pub use amqp::{AmqpError, QueueSpec, connect_amqp, declare_queue};
+pub use amqp::{AmqpError, QueueSpec, QueueType, connect_amqp, declare_queue};
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use redact::Redacted;
 pub use seconds::Seconds;
