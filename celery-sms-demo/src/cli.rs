@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 use shared::{
-    AmqpSettings, Seconds, Shutdown,
+    AmqpSettings, QueueType, Seconds, Shutdown,
     cli::print_line,
     seconds::{DAY, TEN_YEARS},
     settings::{LogSettings, queue_name},
@@ -77,7 +77,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct BrokerArgs {
-    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST.
+    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery).
     #[arg(long, env = "CELERY_BROKER_URL", default_value = DEFAULT_BROKER, hide_env_values = true)]
     broker: String,
 
@@ -88,6 +88,10 @@ struct BrokerArgs {
     /// Seconds to keep retrying the first connection while the broker (or the result backend) starts.
     #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
     connect_timeout: Duration,
+
+    /// RabbitMQ: the type of the queues declared (Celery's task_default_queue_type): classic, or quorum for a cluster.
+    #[arg(long, env = "CELERY_TASK_DEFAULT_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    queue_type: QueueType,
 }
 
 impl BrokerArgs {
@@ -96,6 +100,7 @@ impl BrokerArgs {
         settings.connect_timeout = self.connect_timeout;
         settings.connection_name = connection_name;
         settings.url_setting = "--broker / CELERY_BROKER_URL";
+        settings.queue_type = self.queue_type;
         settings
     }
 }

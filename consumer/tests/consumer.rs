@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::{
-    collections::BTreeSet,
-    pin::Pin,
-    sync::{Arc, Mutex},
-    task::{Context, Poll},
-    time::Duration,
-};
+mod common;
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use common::SharedOutput;
 
 use consumer::{AckMode, ConsumerConfig};
 use producer::{Messages, ProducerConfig};
@@ -21,7 +19,7 @@ use shared::{
     testing::{amqp_url, close_connections_named, delete_queue, ready_count, unique_name},
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWrite, BufReader},
+    io::{AsyncBufReadExt, BufReader},
     process::Command,
     sync::Notify,
     time::timeout,
@@ -51,48 +49,6 @@ async fn publish_numbered(queue: &QueueSpec, text: &str, count: u64) {
 
 fn numbered(text: &str, range: std::ops::RangeInclusive<u64>) -> Vec<String> {
     range.map(|n| format!("{text} #{n}")).collect()
-}
-
-/// An in-memory stdout that several consumers can share, and that wakes a
-/// waiter whenever lines arrive.
-#[derive(Clone, Default)]
-struct SharedOutput {
-    bytes: Arc<Mutex<Vec<u8>>>,
-    written: Arc<Notify>,
-}
-
-impl SharedOutput {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.bytes.lock().unwrap();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    async fn wait_for_lines(&self, count: usize) {
-        while self.lines().len() < count {
-            let _ = timeout(Duration::from_millis(50), self.written.notified()).await;
-        }
-    }
-}
-
-impl AsyncWrite for SharedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.bytes.lock().unwrap().extend_from_slice(buf);
-        self.written.notify_waiters();
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 fn consumer_config(queue: &QueueSpec, prefetch: u16, limit: Option<u64>) -> ConsumerConfig {

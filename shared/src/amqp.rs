@@ -16,6 +16,9 @@
 //! * **Automatic recovery** (lapin's): when the broker restarts or an operator
 //!   closes the connection, lapin reconnects and replays the queues, bindings,
 //!   QoS and consumers. Without it, the blog's consumer simply dies.
+//! * **Failover**: the URL may be a cluster's `;`-separated list, as in
+//!   Celery's `broker_url`; every reconnect then goes to the next node
+//!   ([`crate::nodes`]).
 //! * **A bounded first connect**: while the broker is still starting we retry
 //!   for `--connect-timeout` seconds, then stop with an error that says how to
 //!   start one, instead of hanging or spewing a backtrace.
@@ -23,7 +26,7 @@
 //!   exists with other properties. Each becomes one line naming the cause and
 //!   the fix.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
@@ -32,13 +35,14 @@ use lapin::{
     Channel, ChannelState, Connection, ConnectionProperties, ErrorKind, Event,
     options::QueueDeclareOptions,
     protocol::AMQPError,
+    tcp::OwnedTLSConfig,
     types::{AMQPValue, FieldTable},
     uri::AMQPUri,
 };
 use thiserror::Error;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
-use crate::{redact::Redacted, settings::AmqpSettings, watch::ConnectionWatch};
+use crate::{nodes::AmqpNodes, redact::Redacted, settings::AmqpSettings, watch::ConnectionWatch};
 
 /// How lapin paces reconnection attempts after the connection is lost.
 /// About 50 s of attempts in all: enough to ride out a broker restart, short
@@ -213,10 +217,14 @@ impl QueueSpec {
 
 /// Opens a named, self-recovering connection to RabbitMQ.
 ///
+/// `settings.url` may be one URL or a cluster's `;`-separated list, as in
+/// Celery's `broker_url`: the connection then moves to the next node
+/// whenever the one in use is lost or refuses (see [`crate::nodes`]).
 /// `program` names the connection when `--connection-name` is not given.
 pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Connection, AmqpError> {
     let shown_url = Redacted(&settings.url).to_string();
-    let mut uri = parse_amqp_url(&settings.url)?;
+    let nodes = Arc::new(AmqpNodes::parse(&settings.url)?);
+    let mut uri = nodes.first_uri().clone();
     uri.query.frame_max.get_or_insert(FRAME_MAX);
     let name = settings.connection_name_or(program);
 
@@ -235,7 +243,7 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
     // clock (the CLI's own range already stops at a day).
     let timeout = settings.connect_timeout.min(MAX_CONNECT_TIMEOUT);
     let deadline = Instant::now() + timeout;
-    if let Err(cause) = wait_for_port(&uri, deadline).await {
+    if let Err(cause) = nodes.wait_for_one(deadline).await {
         return Err(AmqpError::Unreachable {
             url: shown_url,
             waited_secs: timeout.as_secs_f64(),
@@ -243,15 +251,22 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
             setting: settings.url_setting,
         });
     }
+    let runtime = lapin::runtime::default_runtime().map_err(AmqpError::broker("connecting"))?;
+    let connect_next = {
+        let nodes = nodes.clone();
+        let tls = OwnedTLSConfig::default();
+        async move |_first_uri, runtime| nodes.connect_next(&runtime, &tls).await
+    };
     // The port answers, so the handshake itself is quick; the timeout only
     // guards against something that is not RabbitMQ sitting on the port.
     let handshake = deadline.saturating_duration_since(Instant::now()) + HANDSHAKE_GRACE;
-    match tokio::time::timeout(handshake, Connection::connect_uri(uri.clone(), properties)).await {
+    let connecting = Connection::connector(uri.clone(), runtime, connect_next, properties);
+    match tokio::time::timeout(handshake, connecting).await {
         Ok(Ok(connection)) => {
             info!("Connected to {shown_url}");
             // Named, since one program may hold several connections.
             let watch = ConnectionWatch::new(format!("RabbitMQ at {shown_url} ('{name}')"));
-            log_losses_and_recoveries(&connection, watch);
+            log_losses_and_recoveries(&connection, watch, nodes);
             Ok(connection)
         }
         Ok(Err(error)) => Err(classify_connect_error(error, &uri, shown_url, settings)),
@@ -281,7 +296,11 @@ const FIRST_CONNECT_EVENT: Duration = Duration::from_secs(1);
 /// recovery quicker than that is reported, loss and recovery together, when
 /// its event arrives. Channel-level refusals (a declare that does not match,
 /// say) are the caller's errors to report, not outages.
-fn log_losses_and_recoveries(connection: &Connection, watch: ConnectionWatch) {
+fn log_losses_and_recoveries(
+    connection: &Connection,
+    watch: ConnectionWatch,
+    nodes: Arc<AmqpNodes>,
+) {
     let mut events = connection.events_listener();
     let status = connection.status().clone();
     let listening_since = Instant::now();
@@ -308,41 +327,20 @@ fn log_losses_and_recoveries(connection: &Connection, watch: ConnectionWatch) {
                     if status.reconnecting() && !watch.is_down() {
                         watch.lost(&"the connection dropped; lapin is reconnecting");
                     } else if status.closed() {
+                        if watch.is_down() {
+                            // lapin gave up: say what each node answered last.
+                            error!(
+                                "Gave up reconnecting to {} after {RECOVERY_ATTEMPTS} attempts: {}",
+                                watch.what(),
+                                nodes.failures()
+                            );
+                        }
                         return;
                     }
                 }
             }
         }
     });
-}
-
-/// Retries a plain TCP connect until the broker's port answers or `deadline`.
-///
-/// We do this ourselves, before handing the address to lapin, because lapin's
-/// own retry (its recovery backoff) runs on its I/O thread and cannot be
-/// cancelled: a broker that never comes up must end in our clear error, not
-/// in a background thread still retrying as the process exits.
-async fn wait_for_port(uri: &AMQPUri, deadline: Instant) -> Result<(), String> {
-    let address = (uri.authority.host.as_str(), uri.authority.port);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = tokio::time::timeout(
-            remaining.max(Duration::from_millis(100)),
-            tokio::net::TcpStream::connect(address),
-        );
-        let cause = match attempt.await {
-            Ok(Ok(_stream)) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(_elapsed) => "no answer from the host".to_owned(),
-        };
-        if Instant::now() + delay >= deadline {
-            return Err(cause);
-        }
-        debug!(%cause, "RabbitMQ not reachable yet; retrying");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
 }
 
 /// Parses and checks an AMQP URL without touching the network.
@@ -546,6 +544,51 @@ mod tests {
             assert_eq!(connection.configuration().frame_max(), expected, "{query}");
             let _ = connection.close(200, "bye".into()).await;
         }
+    }
+
+    /// The first node of a list is down: the connection goes to the next
+    /// one (what a program started while a cluster node is away does).
+    #[tokio::test]
+    async fn a_list_connects_to_the_first_node_that_answers() {
+        let url = crate::testing::amqp_url();
+        let uri = parse_amqp_url(&url).unwrap();
+        let vhost = if uri.vhost == "/" {
+            "%2f"
+        } else {
+            uri.vhost.as_str()
+        };
+        let info = &uri.authority.userinfo;
+        let dead = format!(
+            "amqp://{}:{}@127.0.0.1:1/{vhost}",
+            info.username, info.password
+        );
+        let settings = AmqpSettings::new(format!("{dead};{url}"));
+        let connection = connect_amqp(&settings, "shared failover test")
+            .await
+            .unwrap();
+        assert!(connection.status().connected());
+        let _ = connection.close(200, "bye".into()).await;
+    }
+
+    /// No node answers: one line naming every node and its cause, no password.
+    #[tokio::test]
+    async fn a_list_with_no_node_up_names_every_node() {
+        let mut settings = AmqpSettings::new(
+            "amqp://guest:secret@127.0.0.1:1/%2f;amqp://guest:secret@127.0.0.1:2/%2f",
+        );
+        settings.connect_timeout = Duration::from_millis(300);
+        let message = connect_amqp(&settings, "shared failover test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("RabbitMQ is not reachable at"),
+            "{message}"
+        );
+        assert!(message.contains("127.0.0.1:1: "), "{message}");
+        assert!(message.contains("127.0.0.1:2: "), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
     }
 
     #[test]

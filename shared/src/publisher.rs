@@ -17,6 +17,8 @@
 
 use std::collections::VecDeque;
 
+use tokio::time::Instant;
+
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
     options::{BasicPublishOptions, ConfirmSelectOptions},
@@ -51,7 +53,19 @@ impl Outgoing {
 struct InFlight {
     message: Outgoing,
     confirm: PublisherConfirm,
+    /// How many times the broker nacked it already.
+    nacks: u32,
+    sent_at: Instant,
 }
+
+/// How often a nacked message is sent again before we give up on it. A
+/// quorum queue nacks while it has no leader (its leader's node just died
+/// and the others are electing one, which takes a second or two), so a nack
+/// is first taken as "not now", then, after these, as "no".
+const NACK_RETRIES: u32 = 8;
+/// The pause before re-sending a nacked message, doubled each time (100 ms
+/// to 6.4 s: 12.7 s in all, several leader elections' worth).
+const NACK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A channel in confirm mode with a window of unconfirmed messages.
 #[derive(Debug)]
@@ -59,6 +73,10 @@ pub struct ConfirmedPublisher {
     channel: Channel,
     in_flight: VecDeque<InFlight>,
     max_in_flight: usize,
+    /// When the last pause for a nack ended. A whole window is nacked at
+    /// once when a queue loses its leader: the messages sent before the
+    /// pause are sent again at once, only a later nack pauses again.
+    resumed_at: Option<Instant>,
 }
 
 impl ConfirmedPublisher {
@@ -76,6 +94,7 @@ impl ConfirmedPublisher {
             channel,
             in_flight: VecDeque::with_capacity(max_in_flight),
             max_in_flight: max_in_flight.max(1),
+            resumed_at: None,
         })
     }
 
@@ -92,7 +111,7 @@ impl ConfirmedPublisher {
         while self.in_flight.len() >= self.max_in_flight {
             self.settle_oldest().await?;
         }
-        self.send(message).await
+        self.send(message, 0).await
     }
 
     /// Waits until every message sent so far is confirmed by the broker.
@@ -108,7 +127,7 @@ impl ConfirmedPublisher {
         self.in_flight.len()
     }
 
-    async fn send(&mut self, message: Outgoing) -> Result<(), AmqpError> {
+    async fn send(&mut self, message: Outgoing, nacks: u32) -> Result<(), AmqpError> {
         loop {
             let sent = self
                 .channel
@@ -127,7 +146,12 @@ impl ConfirmedPublisher {
                 .await;
             match sent {
                 Ok(confirm) => {
-                    self.in_flight.push_back(InFlight { message, confirm });
+                    self.in_flight.push_back(InFlight {
+                        message,
+                        confirm,
+                        nacks,
+                        sent_at: Instant::now(),
+                    });
                     return Ok(());
                 }
                 Err(error) => self.wait_for_recovery(error).await?,
@@ -136,7 +160,13 @@ impl ConfirmedPublisher {
     }
 
     async fn settle_oldest(&mut self) -> Result<(), AmqpError> {
-        let Some(InFlight { message, confirm }) = self.in_flight.pop_front() else {
+        let Some(InFlight {
+            message,
+            confirm,
+            nacks,
+            sent_at,
+        }) = self.in_flight.pop_front()
+        else {
             return Ok(());
         };
         match confirm.await {
@@ -147,6 +177,21 @@ impl ConfirmedPublisher {
                     routing_key: message.routing_key,
                     reply: format!("{} {}", returned.reply_code, returned.reply_text),
                 })
+            }
+            Ok(Confirmation::Nack(None)) if nacks < NACK_RETRIES => {
+                // Not stored, so sending it again cannot duplicate it.
+                let same_outage = self.resumed_at.is_some_and(|resumed| sent_at < resumed);
+                if !same_outage {
+                    let pause = NACK_BACKOFF * 2u32.pow(nacks);
+                    info!(
+                        "RabbitMQ nacked messages for '{}' (is the queue electing a leader?); sending them again in {pause:?} (retry {} of {NACK_RETRIES})",
+                        message.routing_key,
+                        nacks + 1
+                    );
+                    tokio::time::sleep(pause).await;
+                    self.resumed_at = Some(Instant::now());
+                }
+                self.send(message, nacks + 1).await
             }
             Ok(Confirmation::Nack(None)) => Err(AmqpError::Nacked {
                 routing_key: message.routing_key,
@@ -165,7 +210,7 @@ impl ConfirmedPublisher {
                     unconfirmed.len()
                 );
                 for message in unconfirmed {
-                    self.send(message).await?;
+                    self.send(message, 0).await?;
                 }
                 Ok(())
             }

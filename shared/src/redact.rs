@@ -24,18 +24,30 @@ pub struct Redacted<'a>(pub &'a str);
 
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        loop {
-            match next_url_start(rest) {
-                Some(end) => {
-                    write_one(f, &rest[..end])?;
-                    f.write_str(";")?;
-                    rest = &rest[end + 1..];
-                }
-                None => return write_one(f, rest),
+        for (index, url) in split_url_list(self.0).enumerate() {
+            if index > 0 {
+                f.write_str(";")?;
             }
+            write_one(f, url)?;
         }
+        Ok(())
     }
+}
+
+/// The URLs of a `;`-separated list, as Celery's `broker_url` takes them
+/// (`amqp://h1//;amqp://h2//`); a single URL is a list of one.
+pub fn split_url_list(list: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(list);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match next_url_start(text) {
+            Some(end) => {
+                rest = Some(&text[end + 1..]);
+                Some(&text[..end])
+            }
+            None => rest.take(),
+        }
+    })
 }
 
 /// The `;` that starts the next URL of a list (`amqp://h1//;amqp://h2//`):

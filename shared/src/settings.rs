@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::seconds::Seconds;
+use crate::{amqp::QueueType, seconds::Seconds};
 
 /// The blog's broker: localhost, port 5672, vhost `/`, user guest/guest.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -18,7 +18,8 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Where RabbitMQ is and how patiently to wait for it.
 #[derive(Args, Clone, Debug)]
 pub struct AmqpSettings {
-    /// RabbitMQ URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (amqps:// for TLS)
+    /// RabbitMQ URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (amqps:// for TLS);
+    /// a cluster's nodes as a ';'-separated list, tried in turn
     /// [default: amqp://guest:**@127.0.0.1:5672/%2f]
     // The default is written out by hand, with its password hidden: clap
     // would print it whole. (`--help` output is tested for passwords.)
@@ -36,6 +37,12 @@ pub struct AmqpSettings {
     /// How a user sets the URL, for error messages ("point … at a running broker").
     #[arg(skip = DEFAULT_URL_SETTING)]
     pub url_setting: &'static str,
+
+    /// The type of the queues a Celery program declares (Celery's
+    /// `task_default_queue_type`). The blog's producer and consumer name
+    /// their one queue's type in its `QueueSpec` instead.
+    #[arg(skip)]
+    pub queue_type: QueueType,
 }
 
 /// `--connect-timeout`'s default.
@@ -52,6 +59,7 @@ impl AmqpSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             connection_name: None,
             url_setting: DEFAULT_URL_SETTING,
+            queue_type: QueueType::Classic,
         }
     }
 

@@ -13,6 +13,7 @@ use std::{
 
 use lapin::{Connection, ConnectionProperties, options::QueueDeleteOptions};
 
+pub mod cluster;
 mod sweep;
 pub use sweep::{Sweep, hostile_values};
 

@@ -9,6 +9,8 @@ database or at RabbitMQ without editing code:
     CELERY_RESULT_BACKEND  result backend, e.g. redis://127.0.0.1:6379/11;
                            unset = disabled, as in the blog ("results: disabled://")
     CELERY_QUEUE           default queue (default: "celery", as in the blog's banner)
+    CELERY_TASK_DEFAULT_QUEUE_TYPE
+                           RabbitMQ queue type: classic (default) or quorum
 
 The serializer is Celery's default, JSON: the format the Rust side speaks.
 """
@@ -23,6 +25,12 @@ result_backend = os.environ.get('CELERY_RESULT_BACKEND') or None
 
 # Where delay() sends tasks and what a worker without -Q consumes.
 task_default_queue = os.environ.get('CELERY_QUEUE', 'celery')
+
+# RabbitMQ only: 'quorum' declares replicated queues for a cluster (the Rust
+# worker's --queue-type, same variable). Celery then turns off global QoS.
+task_default_queue_type = os.environ.get('CELERY_TASK_DEFAULT_QUEUE_TYPE', 'classic')
+# The same for queues named only by -Q or delay(queue=...).
+task_create_missing_queue_type = task_default_queue_type
 
 # Keep retrying the broker connection at start-up (and silence Celery 5's
 # deprecation warning about the setting's default changing in 6.0).

@@ -281,6 +281,11 @@ pub async fn start_python_worker(kind: Kind, queue: &str, env: &[(&str, &str)]) 
 
 /// Runs `python interop.py ARGS` against `kind`'s broker; returns stdout.
 pub async fn interop(kind: Kind, args: &[&str]) -> String {
+    interop_with_env(kind, args, &[]).await
+}
+
+/// [`interop`] with extra environment (Celery settings from `config.py`).
+pub async fn interop_with_env(kind: Kind, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = timeout(
         WAIT,
         Command::new(python())
@@ -289,6 +294,7 @@ pub async fn interop(kind: Kind, args: &[&str]) -> String {
             .args(args)
             .env("CELERY_BROKER_URL", kind.python_broker())
             .env("CELERY_RESULT_BACKEND", RESULTS)
+            .envs(env.iter().copied())
             .output(),
     )
     .await

@@ -95,13 +95,16 @@ impl AmqpConsumer {
         let mut controls = Vec::new();
         let mut handles = Vec::new();
         for (index, queue) in config.queues.iter().enumerate() {
-            declare_celery_queue(&connection, queue).await?;
+            declare_celery_queue(&connection, queue, config.settings.queue_type).await?;
             let channel = connection
                 .create_channel()
                 .await
                 .map_err(AmqpError::broker("opening a channel"))?;
             // The prefetch window: RabbitMQ pushes at most this many unacked
             // messages to us. Celery's prefetch = concurrency × multiplier.
+            // Per consumer (global=false), always: quorum queues refuse a
+            // channel-wide prefetch (540 NOT_IMPLEMENTED, measured on 3.10),
+            // which is why Celery turns it off when it detects them.
             channel
                 .basic_qos(config.prefetch, BasicQosOptions::default())
                 .await

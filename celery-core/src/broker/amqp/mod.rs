@@ -24,10 +24,10 @@ pub mod producer;
 use lapin::{
     BasicProperties, Connection, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::info;
 
 pub use consumer::{AmqpConsumer, AmqpToken};
 pub use producer::AmqpProducer;
@@ -36,7 +36,7 @@ use super::{Broker, BrokerError, ConsumerConfig, Delivery};
 use crate::protocol::{
     TaskMessage, TaskProperties, amqp_table, message::task_id_of, redis_envelope::Received,
 };
-use shared::{AmqpError, AmqpSettings, amqp::amqp_error};
+use shared::{AmqpError, AmqpSettings, QueueType, amqp::amqp_error};
 
 /// The AMQP transport.
 #[derive(Debug, Clone, Copy)]
@@ -75,16 +75,31 @@ impl Broker for Amqp {
 }
 
 /// Declares Celery's topology for `queue`: exchange and queue of that name
-/// (direct, durable), bound by the queue name.
+/// (direct, durable), bound by the queue name. A quorum queue is declared
+/// as kombu declares it for `task_default_queue_type = 'quorum'`:
+/// `x-queue-type: quorum`, so a Python worker configured that way and ours
+/// declare the same queue.
 ///
-/// A queue that already exists with extra arguments (a dead-letter exchange,
-/// a length limit) is used as it is: redeclaring it without them would fail
-/// with PRECONDITION_FAILED, and its arguments are the operator's choice.
-pub async fn declare_celery_queue(connection: &Connection, queue: &str) -> Result<(), AmqpError> {
+/// A queue that already exists with other arguments (a dead-letter exchange,
+/// a delivery limit, another type) is used as it is: redeclaring it without
+/// them would fail with PRECONDITION_FAILED, and its arguments are the
+/// operator's choice. We say so, once per declare.
+pub async fn declare_celery_queue(
+    connection: &Connection,
+    queue: &str,
+    queue_type: QueueType,
+) -> Result<(), AmqpError> {
     let channel = connection
         .create_channel()
         .await
         .map_err(AmqpError::broker("opening a channel"))?;
+    let mut arguments = FieldTable::default();
+    if queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -92,7 +107,7 @@ pub async fn declare_celery_queue(connection: &Connection, queue: &str) -> Resul
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await;
     match declared {
@@ -123,9 +138,10 @@ pub async fn declare_celery_queue(connection: &Connection, queue: &str) -> Resul
             Ok(())
         }
         Err(error) if amqp_error(&error).map(|e| e.get_id()) == Some(406) => {
-            debug!(
-                queue,
-                "queue exists with other arguments; using it as it is"
+            let detail = amqp_error(&error).map(|e| e.get_message().to_string());
+            info!(
+                "Queue '{queue}' exists with other arguments; using it as it is ({})",
+                detail.unwrap_or_default()
             );
             Ok(())
         }

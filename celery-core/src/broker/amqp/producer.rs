@@ -10,7 +10,7 @@ use crate::{
     broker::{BrokerError, Producer},
     protocol::TaskMessage,
 };
-use shared::{AmqpSettings, ConfirmedPublisher, Outgoing, connect_amqp};
+use shared::{AmqpSettings, ConfirmedPublisher, Outgoing, QueueType, connect_amqp};
 
 /// Unconfirmed messages in flight when sending many tasks.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -19,6 +19,7 @@ const MAX_IN_FLIGHT: usize = 4096;
 #[derive(Debug)]
 pub struct AmqpProducer {
     connection: Connection,
+    queue_type: QueueType,
     publisher: ConfirmedPublisher,
     declared: HashSet<String>,
 }
@@ -29,6 +30,7 @@ impl AmqpProducer {
         let publisher = ConfirmedPublisher::open(&connection, MAX_IN_FLIGHT).await?;
         Ok(Self {
             connection,
+            queue_type: settings.queue_type,
             publisher,
             declared: HashSet::new(),
         })
@@ -37,7 +39,7 @@ impl AmqpProducer {
     async fn publish(&mut self, message: &TaskMessage, queue: &str) -> Result<(), BrokerError> {
         // Declared once per queue and connection, as kombu caches it.
         if !self.declared.contains(queue) {
-            declare_celery_queue(&self.connection, queue).await?;
+            declare_celery_queue(&self.connection, queue, self.queue_type).await?;
             self.declared.insert(queue.to_owned());
         }
         let outgoing = Outgoing::to_queue(queue, message.body_json(), properties_of(message));

@@ -1,0 +1,163 @@
+//! Celery on quorum queues (`task_default_queue_type = 'quorum'`), on the
+//! main RabbitMQ: a single node hosts quorum queues too, so what does not
+//! need a node to die is tested here, and the rest on the cluster.
+//!
+//! * our worker and Python's declare the same queue and share it;
+//! * a poison message is dead-lettered after the queue's `x-delivery-limit`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fake_gateway::FakeGateway, *};
+use lapin::{
+    options::{QueueDeclareOptions, QueueDeleteOptions},
+    types::{AMQPValue, FieldTable},
+};
+
+const QUORUM: (&str, &str) = ("CELERY_TASK_DEFAULT_QUEUE_TYPE", "quorum");
+
+/// `x-queue-type` of a queue, as `rabbitmqctl list_queues name type` says.
+fn queue_type(queue: &str) -> Option<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "type"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split('\t');
+            (fields.next()? == queue).then(|| fields.next().map(str::to_owned))?
+        })
+}
+
+/// Python `delay()` → our worker, then our `send` → a Python worker, on one
+/// quorum queue that each side declares the same way.
+#[tokio::test]
+async fn a_quorum_queue_is_shared_with_python_celery() {
+    let kind = Kind::Amqp;
+    let queue = unique_name("quorum-interop");
+    let mut worker = start_worker(kind, &queue, &["-c", "4"], &[QUORUM]).await;
+    assert_eq!(queue_type(&queue).as_deref(), Some("quorum"));
+
+    let id = interop_with_env(
+        kind,
+        &[
+            "delay",
+            "--queue",
+            &queue,
+            "--args",
+            r#"["13800000000", "123456"]"#,
+        ],
+        &[QUORUM],
+    )
+    .await;
+    assert_eq!(python_get(kind, &id).await["state"], "SUCCESS");
+    assert!(
+        worker
+            .log_text()
+            .contains(&format!("Task SMS[{id}] received"))
+    );
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+
+    let mut python = start_python_worker(kind, &queue, &[QUORUM, ("CELERY_QUEUE", &queue)]).await;
+    let id = send(
+        kind,
+        &queue,
+        &["13800000001", "654321", "--queue-type", "quorum"],
+    )
+    .await;
+    assert_eq!(python_get(kind, &id).await["state"], "SUCCESS");
+    python
+        .wait_for_log(&format!("Task SMS[{id}] succeeded"), 1, WAIT)
+        .await;
+    python.signal("-TERM");
+    let _ = python.wait().await;
+    assert_eq!(queue_type(&queue).as_deref(), Some("quorum"));
+    delete_queue(kind, &queue).await;
+}
+
+/// A task that kills its worker every time would loop forever on a classic
+/// queue. A quorum queue counts deliveries: past `x-delivery-limit` the
+/// message goes to the dead-letter queue, and the next worker is left alone.
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
+    let kind = Kind::Amqp;
+    let queue = unique_name("poison");
+    let dead = format!("{queue}.dead");
+    // The operator's queue: quorum, at most one redelivery, then to `dead`.
+    let connection = shared::testing::test_connection().await;
+    let channel = connection.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let mut arguments = FieldTable::default();
+    for (key, value) in [
+        ("x-queue-type", AMQPValue::LongString("quorum".into())),
+        ("x-delivery-limit", AMQPValue::LongLongInt(1)),
+        ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString(dead.as_str().into()),
+        ),
+    ] {
+        arguments.insert(key.into(), value);
+    }
+    channel
+        .queue_declare(queue.as_str().into(), durable, arguments)
+        .await
+        .unwrap();
+
+    // The "crash": the SMS gateway hangs, and we kill -9 the worker mid-task.
+    let gateway = FakeGateway::start(0, Duration::from_secs(30)).await;
+    let env = gateway.env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(QUORUM);
+    let id = send(
+        kind,
+        &queue,
+        &["13800000000", "123456", "--queue-type", "quorum"],
+    )
+    .await;
+    for delivery in 1..=2 {
+        let mut worker = start_worker(kind, &queue, &["-c", "1"], &env).await;
+        worker.wait_for_log("] received", 1, WAIT).await;
+        worker.signal("-KILL");
+        let _ = worker.wait().await;
+        eprintln!("delivery {delivery} of task {id}: worker killed mid-task");
+    }
+    // Delivered twice (once + one redelivery): dead-lettered, not queued again.
+    let deadline = std::time::Instant::now() + WAIT;
+    while shared::testing::ready_count(&dead).await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poison message never reached {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shared::testing::ready_count(&queue).await, 0);
+    let mut worker = start_worker(kind, &queue, &["-c", "1"], &env).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !worker.log_text().contains("] received"),
+        "the poison message came back: {}",
+        worker.log_text()
+    );
+    worker.signal("-TERM");
+    let _ = worker.wait().await;
+    for name in [&queue, &dead] {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    delete_queue(kind, &queue).await;
+    let _ = connection.close(200, "bye".into()).await;
+}

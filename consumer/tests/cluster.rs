@@ -1,0 +1,233 @@
+//! The producer and the consumer on a three-node cluster (`scripts/cluster`),
+//! with a quorum queue, while the node they are connected to is killed.
+//!
+//! `#[ignore]`d: they need the cluster. `scripts/test` starts it and runs
+//! them one at a time (`cargo test -- --ignored --test-threads=1`), since
+//! they kill nodes. Each uses its own queue and kills only cluster nodes.
+//! The figures (duplicates, catch-up) are printed: run with `--nocapture`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use common::SharedOutput;
+use consumer::{AckMode, ConsumerConfig};
+use producer::{Messages, ProducerConfig};
+use shared::{
+    AmqpSettings, QueueSpec,
+    testing::{cluster, unique_name},
+};
+use tokio::{sync::Notify, time::timeout};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+fn cluster_settings(connection_name: &str) -> AmqpSettings {
+    let mut settings = AmqpSettings::new(cluster::url());
+    settings.connection_name = Some(connection_name.to_owned());
+    settings
+}
+
+/// Waits until `ready` says so, checking every 100 ms, for at most `WAIT`.
+/// (A check may run `rabbitmqctl`: the tests run on a multi-thread runtime
+/// so that this does not stall the client under test.)
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    timeout(WAIT, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// Kills the node holding the connection named `connection`; returns it.
+async fn kill_node_of(connection: &str) -> String {
+    let name = connection.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let node = cluster::node_of_connection(&name).expect("the connection is on no node");
+        cluster::kill(&node);
+        node
+    })
+    .await
+    .unwrap()
+}
+
+async fn start_node(node: &str) {
+    let node = node.to_owned();
+    tokio::task::spawn_blocking(move || cluster::start_node(&node))
+        .await
+        .unwrap();
+}
+
+/// Consumes `queue` with our consumer until every `text #1..=count` was
+/// printed and the queue is empty; returns how often each body was seen.
+/// With `kill_after`, kills the consumer's node after that many lines.
+async fn consume_all(
+    queue: &QueueSpec,
+    text: &str,
+    count: u64,
+    kill_after: Option<usize>,
+) -> (BTreeMap<String, u32>, Option<String>) {
+    let connection = unique_name("cluster-consumer");
+    let output = SharedOutput::default();
+    let done = Arc::new(Notify::new());
+    let config = ConsumerConfig {
+        amqp: cluster_settings(&connection),
+        queue: queue.clone(),
+        ack_mode: AckMode::AfterPrint,
+        prefetch: 200,
+        limit: None,
+    };
+    let consumer = {
+        let (output, done) = (output.clone(), done.clone());
+        tokio::spawn(async move {
+            consumer::run(config, output, async move { done.notified().await }).await
+        })
+    };
+    let mut killed = None;
+    if let Some(lines) = kill_after {
+        timeout(WAIT, output.wait_for_lines(lines)).await.unwrap();
+        killed = Some(kill_node_of(&connection).await);
+    }
+    let seen = |output: &SharedOutput| {
+        let mut counts = BTreeMap::<String, u32>::new();
+        for line in output.lines() {
+            *counts.entry(line).or_default() += 1;
+        }
+        counts
+    };
+    let queue_name = queue.name.clone();
+    wait_until("every message and an empty queue", || {
+        seen(&output).len() as u64 >= count && cluster::queue_counts(&queue_name) == Some((0, 0))
+    })
+    .await;
+    done.notify_waiters();
+    timeout(WAIT, consumer)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the consumer failed");
+    let counts = seen(&output);
+    for n in 1..=count {
+        assert!(
+            counts.contains_key(&format!("{text} #{n}")),
+            "message {text} #{n} was lost"
+        );
+    }
+    assert_eq!(counts.len() as u64, count, "bodies nobody sent");
+    (counts, killed)
+}
+
+fn duplicates(counts: &BTreeMap<String, u32>) -> u32 {
+    counts.values().map(|seen| seen - 1).sum()
+}
+
+/// Fault test 1 and 3: 50,000 confirmed messages into a quorum queue, the
+/// producer's node killed mid-stream; every message arrives (duplicates are
+/// counted and reported); the killed node comes back and its replica catches up.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the three-node cluster: scripts/cluster start (scripts/test does it)"]
+async fn a_producers_node_killed_mid_stream_loses_nothing_and_catches_up() {
+    cluster::require();
+    const COUNT: u64 = 50_000;
+    let queue = QueueSpec::new(unique_name("cluster-producer")).quorum();
+    let connection = unique_name("cluster-producer");
+    let config = ProducerConfig {
+        amqp: cluster_settings(&connection),
+        queue: queue.clone(),
+        messages: Messages::Numbered {
+            text: "m".to_owned(),
+            count: COUNT,
+        },
+    };
+    let producer = tokio::spawn(producer::run(config, std::future::pending()));
+
+    // Mid-stream: as soon as the connection shows up on a node (50,000
+    // confirmed messages take several seconds; finding it, half a second).
+    let name = connection.clone();
+    let node = timeout(
+        WAIT,
+        tokio::task::spawn_blocking(move || {
+            loop {
+                if let Some(node) = cluster::node_of_connection(&name) {
+                    return node;
+                }
+            }
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        !producer.is_finished(),
+        "the producer finished before the kill"
+    );
+    cluster::kill(&node);
+    let killed = node;
+    let report = timeout(WAIT, producer)
+        .await
+        .expect("the producer hung after the node died")
+        .unwrap()
+        .expect("the producer failed instead of failing over");
+    assert_eq!(report.published, COUNT);
+    let (ready, _) = cluster::queue_counts(&queue.name).unwrap();
+    assert!(ready >= COUNT, "only {ready} of {COUNT} in the queue");
+
+    // Fault test 3: the node comes back and its replica catches up.
+    start_node(&killed).await;
+    let name = queue.name.clone();
+    let members = tokio::task::spawn_blocking(move || {
+        cluster::wait_for_replicas_in_sync(&name, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    eprintln!("after restarting {killed}: {members:?}");
+    assert_eq!(members.len(), cluster::NODES.len(), "{members:?}");
+    assert!(
+        members.windows(2).all(|pair| pair[0].2 == pair[1].2),
+        "the restarted replica did not catch up: {members:?}"
+    );
+
+    let (counts, _) = consume_all(&queue, "m", COUNT, None).await;
+    eprintln!(
+        "producer, {killed} killed mid-stream: {COUNT} sent, {} distinct received, {} duplicates (republished unconfirmed), 0 lost",
+        counts.len(),
+        duplicates(&counts)
+    );
+    cluster::delete_queue(&queue.name);
+}
+
+/// The consumer's node killed mid-stream: the consumer fails over, the
+/// cluster hands its unacked messages to it again, nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the three-node cluster: scripts/cluster start (scripts/test does it)"]
+async fn a_consumers_node_killed_mid_stream_loses_nothing() {
+    cluster::require();
+    const COUNT: u64 = 20_000;
+    let queue = QueueSpec::new(unique_name("cluster-consumer")).quorum();
+    let config = ProducerConfig {
+        amqp: cluster_settings(&unique_name("cluster-feed")),
+        queue: queue.clone(),
+        messages: Messages::Numbered {
+            text: "c".to_owned(),
+            count: COUNT,
+        },
+    };
+    let report = timeout(WAIT, producer::run(config, std::future::pending()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.published, COUNT);
+
+    let (counts, killed) = consume_all(&queue, "c", COUNT, Some(2_000)).await;
+    let killed = killed.unwrap();
+    eprintln!(
+        "consumer, {killed} killed mid-stream: {COUNT} sent, {} distinct received, {} duplicates (redelivered unacked), 0 lost",
+        counts.len(),
+        duplicates(&counts)
+    );
+    start_node(&killed).await;
+    cluster::delete_queue(&queue.name);
+}
