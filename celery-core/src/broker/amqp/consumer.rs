@@ -355,6 +355,11 @@ impl QueueConsumer {
             }
             Control::Settle(..) => {} // settled after a reconnect: already void
             Control::Hold(delta) => {
+                // Known limit: RabbitMQ applies a per-consumer basic.qos only
+                // to consumers started after it (measured on 3.10: raising 1
+                // to 3 on a running consumer left it at 1), so this does not
+                // widen the running consumer's window yet; held tasks keep
+                // their slots until due (README, "Not done").
                 self.held = (self.held + delta).max(0);
                 let prefetch =
                     (i32::from(self.prefetch) + self.held).clamp(1, i32::from(u16::MAX)) as u16;
