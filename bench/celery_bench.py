@@ -267,8 +267,12 @@ def broker_for(url):
 
 # --- processes ------------------------------------------------------------------
 
-def worker_env(url):
-    env = dict(os.environ, CELERY_BROKER_URL=url)
+def worker_env(url, queue_type='classic'):
+    # Both sides read the queue type from the environment: Python's
+    # config.py (task_default_queue_type), our worker and send
+    # (--queue-type), and Part 1's consumer (QUEUE_TYPE).
+    env = dict(os.environ, CELERY_BROKER_URL=url,
+               CELERY_TASK_DEFAULT_QUEUE_TYPE=queue_type, QUEUE_TYPE=queue_type)
     for name in ('CELERY_RESULT_BACKEND', 'CELERY_QUEUE', 'SMS_RECORD_KEY'):
         env.pop(name, None)   # no result backend (the blog has none), default routing
     return env
@@ -370,12 +374,12 @@ def time_drain(broker, proc, log, queue, n, timeout, label):
 # --- the benchmark --------------------------------------------------------------
 
 class Bench:
-    def __init__(self, args, url):
+    def __init__(self, args, url, queue_type='classic'):
         self.args = args
         self.url = url
         self.n = args.tasks
         self.broker = broker_for(url)
-        self.env = worker_env(url)
+        self.env = worker_env(url, queue_type)
         self.timeout = args.drain_timeout or 120 + self.n / 100
 
     def fresh_queue(self, what):
@@ -513,8 +517,9 @@ class Bench:
                 for label, runs in samples.items()}
 
 
-def print_table(url, n, rounds, medians):
-    print(f'\n{masked(url)}: {n:,} noop tasks per step, median of {rounds} round(s)')
+def print_table(url, n, rounds, medians, queue_type='classic'):
+    kind = f', {queue_type} queues' if url.startswith('amqp') else ''
+    print(f'\n{masked(url)}{kind}: {n:,} noop tasks per step, median of {rounds} round(s)')
     print(f'{"step":<9}{"who":<24}{"tasks/s":>12}{"tasks/min":>14}{"peak RSS MB":>13}  vs python')
     py_enqueue = medians['python noop.delay()']['rate']
     drains = [label for label, _ in PYTHON_POOLS]
@@ -557,6 +562,8 @@ def main():
     p.add_argument('--skip-rust', action='store_true', help='Python measurements only')
     p.add_argument('--drain-timeout', type=float, metavar='SECS',
                    help='give up on a drain after this long (default 120 + N/100)')
+    p.add_argument('--queue-type', action='append', choices=['classic', 'quorum'],
+                   help='RabbitMQ queue type (repeat to compare both in one run; default classic)')
     p.add_argument('--python-enqueue', type=int, metavar='N', help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -578,14 +585,17 @@ def main():
     if not os.path.exists(CELERY):
         p.error(f'{CELERY} not found: run this with the venv python (scripts/python-env)')
 
-    results = [(url, Bench(args, url).run()) for url in args.broker]
+    queue_types = args.queue_type or ['classic']
+    results = [(url, queue_type, Bench(args, url, queue_type).run())
+               for url in args.broker
+               for queue_type in (queue_types if url.startswith('amqp') else ['classic'])]
     import celery
     import kombu
     load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
     print(f'Celery {celery.__version__} (kombu {kombu.__version__}), Python {sys.version.split()[0]}, '
           f'{os.cpu_count()} CPUs, load average {load} at the end')
-    for url, medians in results:
-        print_table(url, args.tasks, args.rounds, medians)
+    for url, queue_type, medians in results:
+        print_table(url, args.tasks, args.rounds, medians, queue_type)
 
 
 if __name__ == '__main__':
