@@ -24,7 +24,7 @@ use celery_core::protocol::amqp_table::to_field_table;
 use common::*;
 use lapin::{
     BasicProperties, Confirmation,
-    options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
 };
 use serde_json::{Map, Value, json};
 use shared::testing::CliOutput;
@@ -680,26 +680,7 @@ async fn survives_malformed_messages_over_amqp() {
 async fn rejected_messages_are_dead_lettered_over_amqp() {
     let queue = unique_name("dlx");
     let dlq = format!("{queue}.dlq");
-    let connection = shared::testing::test_connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(dlq.as_str().into(), durable, Default::default())
-        .await
-        .unwrap();
-    let arguments = json!({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq});
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            durable,
-            to_field_table(arguments.as_object().unwrap()),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "bye".into()).await;
+    declare_dead_lettered_queue(&queue, &dlq, json!({})).await;
 
     survives_malformed_messages(Kind::Amqp, &queue, Some(&dlq)).await;
     shared::testing::delete_queue(&dlq).await;

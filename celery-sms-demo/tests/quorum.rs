@@ -12,10 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fake_gateway::FakeGateway, *};
-use lapin::{
-    options::{QueueDeclareOptions, QueueDeleteOptions},
-    types::{AMQPValue, FieldTable},
-};
+use serde_json::json;
 
 const QUORUM: (&str, &str) = ("CELERY_TASK_DEFAULT_QUEUE_TYPE", "quorum");
 
@@ -89,32 +86,12 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
     let queue = unique_name("poison");
     let dead = format!("{queue}.dead");
     // The operator's queue: quorum, at most one redelivery, then to `dead`.
-    let connection = shared::testing::test_connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(dead.as_str().into(), durable, FieldTable::default())
-        .await
-        .unwrap();
-    let mut arguments = FieldTable::default();
-    for (key, value) in [
-        ("x-queue-type", AMQPValue::LongString("quorum".into())),
-        ("x-delivery-limit", AMQPValue::LongLongInt(1)),
-        ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
-        (
-            "x-dead-letter-routing-key",
-            AMQPValue::LongString(dead.as_str().into()),
-        ),
-    ] {
-        arguments.insert(key.into(), value);
-    }
-    channel
-        .queue_declare(queue.as_str().into(), durable, arguments)
-        .await
-        .unwrap();
+    declare_dead_lettered_queue(
+        &queue,
+        &dead,
+        json!({"x-queue-type": "quorum", "x-delivery-limit": 1}),
+    )
+    .await;
 
     // The "crash": the SMS gateway hangs, and we kill -9 the worker mid-task.
     let gateway = FakeGateway::start(0, Duration::from_secs(30)).await;
@@ -153,11 +130,6 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
     );
     worker.signal("-TERM");
     let _ = worker.wait().await;
-    for name in [&queue, &dead] {
-        let _ = channel
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
     delete_queue(kind, &queue).await;
-    let _ = connection.close(200, "bye".into()).await;
+    shared::testing::delete_queue(&dead).await;
 }

@@ -525,3 +525,35 @@ impl Drop for PrivateRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Declares `queue` as an operator would, with `arguments` (e.g. a queue
+/// type or a delivery limit), dead-lettering to `dead_letter_queue` through
+/// the default exchange; declares that queue too. Both are durable.
+pub async fn declare_dead_lettered_queue(
+    queue: &str,
+    dead_letter_queue: &str,
+    arguments: serde_json::Value,
+) {
+    let connection = shared::testing::test_connection().await;
+    let channel = connection.create_channel().await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(dead_letter_queue.into(), durable, Default::default())
+        .await
+        .unwrap();
+    let mut arguments = arguments.as_object().cloned().unwrap_or_default();
+    arguments.insert("x-dead-letter-exchange".into(), "".into());
+    arguments.insert("x-dead-letter-routing-key".into(), dead_letter_queue.into());
+    channel
+        .queue_declare(
+            queue.into(),
+            durable,
+            celery_core::protocol::amqp_table::to_field_table(&arguments),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "bye".into()).await;
+}
