@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use celery_core::{
     backend::ResultBackend,
     protocol::{SendOptions, TaskMessage, redis_envelope, time::parse_celery_time as parse_time},
+    redis_connection::RedisOptions,
     registry::Registry,
     task::{Task, TaskResult},
     worker::{self, ShutdownSignals, WorkerConfig},
@@ -45,9 +46,12 @@ async fn a_cpu_bound_task_does_not_delay_the_others() {
     let signals = ShutdownSignals::default();
     let worker = tokio::spawn(worker::run(config, registry, signals.clone()));
 
-    let backend = ResultBackend::connect(RESULTS, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let backend = ResultBackend::connect(
+        RESULTS,
+        &RedisOptions::with_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
     let client = redis::Client::open(BROKER).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let message = |task: &str, args| {

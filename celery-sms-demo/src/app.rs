@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use celery_core::{
     broker::Transport,
-    redis_connection::{RedisConnectError, RedisConnection, Role},
+    redis_connection::{RedisConnectError, RedisConnection, RedisOptions, Role},
     registry::Registry,
 };
 use thiserror::Error;
@@ -32,7 +32,8 @@ pub struct SmsSettings {
     pub sent_records_url: Option<String>,
     pub broker_url: String,
     pub result_backend: Option<String>,
-    pub connect_timeout: Duration,
+    /// How to open it (the start-up bound, a Sentinel master's name).
+    pub redis: RedisOptions,
     /// The first retry's delay (`--retry-backoff`).
     pub retry_backoff: Duration,
 }
@@ -91,6 +92,6 @@ async fn sent_records(settings: &SmsSettings) -> Result<Option<RedisConnection>,
         );
         return Ok(None);
     };
-    let connection = RedisConnection::open(url, role, settings.connect_timeout).await?;
+    let connection = RedisConnection::open(url, role, &settings.redis).await?;
     Ok(Some(connection))
 }

@@ -17,6 +17,7 @@ use celery_core::{
         SendOptions, TaskMessage, pyrepr,
         time::{self, parse_celery_time},
     },
+    redis_connection::RedisOptions,
     worker::{self, ShutdownSignals, WorkerConfig},
 };
 use celery_sms_demo::app::{self, SmsSettings};
@@ -77,11 +78,11 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct BrokerArgs {
-    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery).
+    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery); Redis Sentinel as sentinel://HOST:PORT;sentinel://…/DB with --sentinel-master.
     #[arg(long, env = "CELERY_BROKER_URL", default_value = DEFAULT_BROKER, hide_env_values = true)]
     broker: String,
 
-    /// Result backend URL (redis://…); none by default, like the blog (results: disabled://).
+    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master); none by default, like the blog (results: disabled://).
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
     result_backend: Option<String>,
 
@@ -92,6 +93,10 @@ struct BrokerArgs {
     /// RabbitMQ: the type of the queues declared (Celery's task_default_queue_type): classic, or quorum for a cluster.
     #[arg(long, env = "CELERY_TASK_DEFAULT_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
     queue_type: QueueType,
+
+    /// Redis Sentinel: the master's name, for a sentinel://HOST:PORT;sentinel://… broker or result backend (kombu's master_name).
+    #[arg(long, env = "CELERY_SENTINEL_MASTER")]
+    sentinel_master: Option<String>,
 }
 
 impl BrokerArgs {
@@ -101,7 +106,15 @@ impl BrokerArgs {
         settings.connection_name = connection_name;
         settings.url_setting = "--broker / CELERY_BROKER_URL";
         settings.queue_type = self.queue_type;
+        settings.sentinel_master = self.sentinel_master.clone();
         settings
+    }
+
+    fn redis(&self) -> RedisOptions {
+        RedisOptions {
+            connect_timeout: self.connect_timeout,
+            sentinel_master: self.sentinel_master.clone(),
+        }
     }
 }
 
@@ -272,13 +285,17 @@ struct SendArgs {
 struct ResultArgs {
     task_id: String,
 
-    /// Result backend URL (redis://…).
+    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master).
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
     result_backend: Option<String>,
 
     /// Seconds to keep retrying the first connection while the result backend starts.
     #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
     connect_timeout: Duration,
+
+    /// Redis Sentinel: the master's name, for a sentinel://… result backend.
+    #[arg(long, env = "CELERY_SENTINEL_MASTER")]
+    sentinel_master: Option<String>,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
@@ -346,7 +363,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         sent_records_url: args.sent_records_url,
         broker_url: args.broker.broker.clone(),
         result_backend: args.broker.result_backend.clone(),
-        connect_timeout: args.broker.connect_timeout,
+        redis: args.broker.redis(),
         retry_backoff: args.retry_backoff,
     })
     .await?;
@@ -416,7 +433,6 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
             broker: &args.broker.broker,
             amqp: args.broker.amqp(None),
             result_backend: args.broker.result_backend.as_deref(),
-            connect_timeout: args.broker.connect_timeout,
             queue: &args.queue,
             wait: args.wait.then_some(args.timeout),
         })
@@ -458,7 +474,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     // Subscribe before sending, as Celery does, so a fast result is not missed.
     let waiter = match (&args.broker.result_backend, args.wait) {
         (Some(url), true) => Some(
-            ResultBackend::connect(url, args.broker.connect_timeout)
+            ResultBackend::connect(url, &args.broker.redis())
                 .await?
                 .subscribe(&id)
                 .await?,
@@ -554,7 +570,11 @@ async fn result(args: ResultArgs) -> anyhow::Result<()> {
             "no result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         );
     };
-    let backend = ResultBackend::connect(&url, args.connect_timeout).await?;
+    let options = RedisOptions {
+        connect_timeout: args.connect_timeout,
+        sentinel_master: args.sentinel_master,
+    };
+    let backend = ResultBackend::connect(&url, &options).await?;
     match backend.get(&args.task_id).await? {
         Some(meta) => print_result(&meta),
         None => {

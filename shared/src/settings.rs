@@ -43,6 +43,13 @@ pub struct AmqpSettings {
     /// their one queue's type in its `QueueSpec` instead.
     #[arg(skip)]
     pub queue_type: QueueType,
+
+    /// When a Celery program's broker is Redis behind Sentinel
+    /// (`sentinel://…`): the master's name (kombu's `master_name`
+    /// transport option). These settings are the bundle every connection
+    /// is opened with, so the Redis side's one extra setting rides along.
+    #[arg(skip)]
+    pub sentinel_master: Option<String>,
 }
 
 /// `--connect-timeout`'s default.
@@ -60,6 +67,7 @@ impl AmqpSettings {
             connection_name: None,
             url_setting: DEFAULT_URL_SETTING,
             queue_type: QueueType::Classic,
+            sentinel_master: None,
         }
     }
 

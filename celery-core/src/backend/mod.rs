@@ -26,7 +26,9 @@ pub use meta::{ExceptionInfo, ResultMeta, StoredResult, TaskState};
 
 use crate::{
     protocol::json::to_python_json,
-    redis_connection::{RedisConnectError, RedisConnection, Role, is_connection_error},
+    redis_connection::{
+        RedisConnectError, RedisConnection, RedisOptions, Role, is_connection_error,
+    },
 };
 use shared::Redacted;
 
@@ -36,7 +38,7 @@ pub const RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error(
-        "unsupported result backend '{0}': only redis:// and rediss:// are supported (e.g. redis://127.0.0.1:6379/8)"
+        "unsupported result backend '{0}': only redis://, rediss:// and sentinel:// are supported (e.g. redis://127.0.0.1:6379/8)"
     )]
     Unsupported(String),
     #[error(transparent)]
@@ -97,13 +99,18 @@ pub struct ResultBackend {
 }
 
 impl ResultBackend {
-    /// Connects, retrying while Redis starts, for at most `connect_timeout`.
-    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<Self, BackendError> {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    /// Connects, retrying while Redis starts, for at most the connect timeout.
+    pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, BackendError> {
+        let scheme = url
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !(url.contains("://") && matches!(scheme.as_str(), "redis" | "rediss" | "sentinel")) {
             return Err(BackendError::Unsupported(Redacted(url).to_string()));
         }
         Ok(Self {
-            redis: RedisConnection::open(url, Role::RESULT_BACKEND, connect_timeout).await?,
+            redis: RedisConnection::open(url, Role::RESULT_BACKEND, options).await?,
             store_script: Script::new(STORE_SCRIPT),
         })
     }

@@ -137,7 +137,7 @@ pub async fn run(config: BeatConfig, shutdown: CancellationToken) -> Result<(), 
     let redis = RedisConnection::open(
         &config.lease_redis,
         Role::BEAT_LEASE,
-        config.amqp.connect_timeout,
+        &(&config.amqp).into(),
     )
     .await?;
     let mut producer = Some(AnyProducer::connect(&config.broker_url, config.amqp.clone()).await?);

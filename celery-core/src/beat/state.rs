@@ -19,8 +19,8 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+use crate::redis_connection::ManagedConnection;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use thiserror::Error;
 
 use super::scheduler::State;
@@ -59,7 +59,7 @@ impl StateError {
 /// The state's home.
 pub enum StateStore {
     Redis {
-        connection: ConnectionManager,
+        connection: ManagedConnection,
         key: String,
         /// How long one read or write may take (Redis may be restarting).
         timeout: std::time::Duration,

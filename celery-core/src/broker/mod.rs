@@ -92,7 +92,7 @@ impl Transport {
             .unwrap_or_default()
             .to_ascii_lowercase();
         match scheme.as_str() {
-            "redis" | "rediss" if url.contains("://") => Ok(Transport::Redis),
+            "redis" | "rediss" | "sentinel" if url.contains("://") => Ok(Transport::Redis),
             "amqp" | "amqps" if url.contains("://") => Ok(Transport::Amqp),
             _ => Err(BrokerError::UnknownScheme(Redacted(url).to_string())),
         }

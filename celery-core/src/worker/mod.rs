@@ -171,7 +171,7 @@ async fn run_on<B: Broker>(
     signals: ShutdownSignals,
 ) -> Result<WorkerReport, WorkerError> {
     let backend = match &config.result_backend {
-        Some(url) => Some(ResultBackend::connect(url, config.amqp.connect_timeout).await?),
+        Some(url) => Some(ResultBackend::connect(url, &(&config.amqp).into()).await?),
         None => None,
     };
     let prefetch = (config.concurrency * config.prefetch_multiplier).max(1);

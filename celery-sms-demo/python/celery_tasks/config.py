@@ -11,6 +11,8 @@ database or at RabbitMQ without editing code:
     CELERY_QUEUE           default queue (default: "celery", as in the blog's banner)
     CELERY_TASK_DEFAULT_QUEUE_TYPE
                            RabbitMQ queue type: classic (default) or quorum
+    CELERY_SENTINEL_MASTER Redis Sentinel: the master's name, for a broker or
+                           result backend written sentinel://HOST:PORT;sentinel://...
 
 The serializer is Celery's default, JSON: the format the Rust side speaks.
 """
@@ -31,6 +33,13 @@ task_default_queue = os.environ.get('CELERY_QUEUE', 'celery')
 task_default_queue_type = os.environ.get('CELERY_TASK_DEFAULT_QUEUE_TYPE', 'classic')
 # The same for queues named only by -Q or delay(queue=...).
 task_create_missing_queue_type = task_default_queue_type
+
+# Redis behind Sentinel: kombu's sentinel:// transport (and Celery's
+# sentinel:// result backend) take the master's name as a transport option.
+# The Rust worker's --sentinel-master reads the same variable.
+if os.environ.get('CELERY_SENTINEL_MASTER'):
+    broker_transport_options = {'master_name': os.environ['CELERY_SENTINEL_MASTER']}
+    result_backend_transport_options = {'master_name': os.environ['CELERY_SENTINEL_MASTER']}
 
 # Keep retrying the broker connection at start-up (and silence Celery 5's
 # deprecation warning about the setting's default changing in 6.0).

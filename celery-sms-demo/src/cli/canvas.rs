@@ -26,7 +26,6 @@ pub(super) struct CanvasSend<'a> {
     pub broker: &'a str,
     pub amqp: AmqpSettings,
     pub result_backend: Option<&'a str>,
-    pub connect_timeout: Duration,
     /// Where steps go that name no queue (`--queue`).
     pub queue: &'a str,
     /// Seconds to wait, with `--wait`.
@@ -38,7 +37,7 @@ pub(super) async fn send(request: CanvasSend<'_>) -> anyhow::Result<()> {
     let awaited = canvas::freeze(&mut signature)?;
     let plan = canvas::apply(signature, &[], &Lineage::default())?;
     let backend = match request.result_backend {
-        Some(url) => Some(ResultBackend::connect(url, request.connect_timeout).await?),
+        Some(url) => Some(ResultBackend::connect(url, &(&request.amqp).into()).await?),
         None if !plan.chord_sizes.is_empty() || request.wait.is_some() => bail!(
             "a chord, and --wait, need a result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         ),

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::is_connection_error;
 use crate::{
     broker::{BrokerError, Consumer, Delivery, Settlement},
-    redis_connection::{RedisConnection, Role},
+    redis_connection::{RedisConnection, RedisOptions, Role},
 };
 
 /// `fetch.lua` and `restore.lua`, loaded once per consumer.
@@ -42,8 +42,8 @@ pub struct RedisConsumerConfig {
     /// Messages fetched but not settled, at most (concurrency × multiplier).
     pub prefetch: usize,
     pub visibility_timeout: Duration,
-    /// How long to keep trying the first connection.
-    pub connect_timeout: Duration,
+    /// How to connect: the first connection's bound, and the Sentinel master's name.
+    pub options: RedisOptions,
 }
 
 /// The Redis side of a running worker: fetches into a channel, settles,
@@ -87,8 +87,7 @@ impl RedisConsumer {
     pub async fn start(
         config: RedisConsumerConfig,
     ) -> Result<(RedisConsumer, mpsc::Receiver<Delivery<RedisToken>>), BrokerError> {
-        let redis =
-            RedisConnection::open(&config.url, Role::BROKER, config.connect_timeout).await?;
+        let redis = RedisConnection::open(&config.url, Role::BROKER, &config.options).await?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (deliveries_tx, deliveries_rx) = mpsc::channel(config.prefetch.max(1));
         let consumer = RedisConsumer {

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::debug;
 
 use super::{Backoff, RedisConsumer, RedisToken, UNACKED, UNACKED_INDEX, unix_now};
+use crate::redis_connection::ManagedConnection;
 use crate::{
     broker::{BrokerError, Delivery},
     protocol::redis_envelope,
@@ -67,7 +67,7 @@ impl RedisConsumer {
     /// Fetches up to `max` messages atomically (see `fetch.lua`).
     async fn fetch(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut ManagedConnection,
         max: usize,
         round: u64,
     ) -> redis::RedisResult<Vec<(String, Vec<u8>, String)>> {
@@ -98,7 +98,7 @@ impl RedisConsumer {
     async fn fetch_loop(
         self,
         deliveries: mpsc::Sender<Delivery<RedisToken>>,
-        mut connection: ConnectionManager,
+        mut connection: ManagedConnection,
     ) {
         let stop = self.inner.stop_fetching.clone();
         let mut round = 0u64;

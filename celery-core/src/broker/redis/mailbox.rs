@@ -26,7 +26,7 @@ use crate::{
         request::MAILBOX_EXCHANGE,
     },
     protocol::redis_envelope::{decode_other, encode_other},
-    redis_connection::{RedisConnection, Role},
+    redis_connection::{ManagedConnection, RedisConnection, RedisOptions, Role},
 };
 
 /// kombu's separator inside a binding member.
@@ -37,10 +37,10 @@ const REPLY_POLL: f64 = 1.0;
 /// Opens the mailbox on the Redis at `url`.
 pub async fn open(
     url: &str,
-    connect_timeout: Duration,
+    options: &RedisOptions,
     listen: Listen,
 ) -> Result<Mailbox, BrokerError> {
-    let connection = RedisConnection::open(url, Role::MAILBOX, connect_timeout).await?;
+    let connection = RedisConnection::open(url, Role::MAILBOX, options).await?;
     let db = connection.db();
     let (incoming_tx, incoming) = mpsc::channel(256);
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_CAPACITY);
@@ -268,7 +268,7 @@ fn headers(value: Value) -> Map<String, Value> {
 /// kombu's direct-exchange routing on Redis: every queue bound to
 /// `exchange` with `routing_key` gets the message.
 async fn reply(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut ManagedConnection,
     exchange: &str,
     routing_key: &str,
     envelope: String,

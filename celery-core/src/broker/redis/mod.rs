@@ -71,7 +71,7 @@ impl Broker for Redis {
         url: &str,
         settings: shared::AmqpSettings,
     ) -> Result<RedisProducer, BrokerError> {
-        RedisProducer::connect(url, settings.connect_timeout).await
+        RedisProducer::connect(url, &(&settings).into()).await
     }
 
     async fn mailbox(
@@ -79,7 +79,7 @@ impl Broker for Redis {
         settings: shared::AmqpSettings,
         listen: crate::control::mailbox::Listen,
     ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
-        mailbox::open(url, settings.connect_timeout, listen).await
+        mailbox::open(url, &(&settings).into(), listen).await
     }
 
     async fn consumer(
@@ -90,7 +90,7 @@ impl Broker for Redis {
             queues: config.queues.clone(),
             prefetch: config.prefetch,
             visibility_timeout: config.visibility_timeout,
-            connect_timeout: config.amqp.connect_timeout,
+            options: (&config.amqp).into(),
         })
         .await
     }

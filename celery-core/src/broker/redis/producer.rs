@@ -8,7 +8,7 @@ use super::{Backoff, is_connection_error};
 use crate::{
     broker::{BrokerError, Producer},
     protocol::{TaskMessage, redis_envelope},
-    redis_connection::{RedisConnection, Role},
+    redis_connection::{RedisConnection, RedisOptions, Role},
 };
 
 /// Sends task messages with LPUSH, as `delay()` does.
@@ -20,13 +20,13 @@ pub struct RedisProducer {
 }
 
 impl RedisProducer {
-    /// Connects (bounded by `connect_timeout`). A send later keeps retrying
-    /// for as long while Redis restarts.
-    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<Self, BrokerError> {
+    /// Connects (bounded by the connect timeout). A send later keeps
+    /// retrying for as long while Redis restarts or Sentinel fails over.
+    pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, BrokerError> {
         Ok(Self {
-            redis: RedisConnection::open(url, Role::BROKER, connect_timeout).await?,
+            redis: RedisConnection::open(url, Role::BROKER, options).await?,
             // Capped: an instant that far ahead would overflow the clock.
-            retry_for: connect_timeout.min(Duration::from_secs(86_400)),
+            retry_for: options.connect_timeout.min(Duration::from_secs(86_400)),
         })
     }
 }

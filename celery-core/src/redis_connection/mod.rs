@@ -5,40 +5,82 @@
 //!
 //! * the URL is checked first, and a bad one names the setting it came from
 //!   (`--result-backend`, not "a Redis URL somewhere");
+//! * the Redis is one address (`redis://`) or the master Redis Sentinel
+//!   names (`sentinel://…` with `--sentinel-master`; see [`locate`]);
 //! * the first connect is bounded by `--connect-timeout`, and a Redis that
 //!   stays away ends in one line that says how to start one;
 //! * a Redis that answers but turns us away (wrong password, no such
 //!   database) is told apart from one that is not there;
-//! * afterwards redis' `ConnectionManager` reconnects by itself, and every
-//!   user of the connection reports failures and successes to one
+//! * afterwards the connection reconnects by itself, following the master
+//!   through a Sentinel failover ([`ManagedConnection`]), and every user of
+//!   the connection reports failures and successes to one
 //!   [`ConnectionWatch`], so an outage is logged once, with its length.
+
+mod locate;
+mod managed;
 
 use std::{sync::Arc, time::Duration};
 
 use redis::{
-    Client, ErrorKind, ServerErrorKind,
-    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSub},
+    ErrorKind, ServerErrorKind,
+    aio::{MultiplexedConnection, PubSub},
 };
 use shared::{ConnectionWatch, Redacted};
 use thiserror::Error;
 
-/// How long one TCP connect may take before it counts as failed.
-const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one command may wait for its answer: long enough for a big
-/// batch on a busy Redis, short enough that a hung Redis is noticed.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+use locate::Locator;
+pub use locate::is_sentinel_url;
+use managed::CONNECT_ATTEMPT_TIMEOUT;
+pub use managed::ManagedConnection;
+
+/// How a Redis connection is opened, beyond its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// How long the first connect keeps retrying while Redis starts.
+    pub connect_timeout: Duration,
+    /// The master's name when the URL lists sentinels (kombu's `master_name`).
+    pub sentinel_master: Option<String>,
+}
+
+impl RedisOptions {
+    /// A plain `redis://` connection with this start-up bound.
+    pub fn with_timeout(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            sentinel_master: None,
+        }
+    }
+}
+
+impl From<&shared::AmqpSettings> for RedisOptions {
+    /// The connection settings every program passes around hold the
+    /// Redis ones too.
+    fn from(settings: &shared::AmqpSettings) -> Self {
+        Self {
+            connect_timeout: settings.connect_timeout,
+            sentinel_master: settings.sentinel_master.clone(),
+        }
+    }
+}
 
 /// True for failures that end by themselves, as opposed to a Redis that
-/// refused what we asked: the connection is gone or timed out, or Redis is
-/// still loading its data after a restart (`LOADING`), or it says to try
-/// again. Every retry loop over Redis decides with this.
+/// refused what we asked: the connection is gone or timed out, Redis is
+/// still loading its data after a restart (`LOADING`) or says to try again,
+/// or a Sentinel failover is under way (no master named yet, or the node
+/// reached is no longer master: `READONLY`, `MASTERDOWN`). Every retry loop
+/// over Redis decides with this.
 pub fn is_connection_error(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || matches!(
             error.kind(),
-            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain)
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+            ) | ErrorKind::MasterNameNotFoundBySentinel
         )
 }
 
@@ -79,7 +121,7 @@ impl Role {
 #[derive(Debug, Error)]
 pub enum RedisConnectError {
     #[error(
-        "invalid Redis URL '{url}' in {setting}: {reason}; expected redis://[:PASSWORD@]HOST:PORT/DB, e.g. redis://127.0.0.1:6379/7"
+        "invalid Redis URL '{url}' in {setting}: {reason}; expected redis://[:PASSWORD@]HOST:PORT/DB, e.g. redis://127.0.0.1:6379/7, or sentinel://HOST:26379;sentinel://HOST:26380/DB with --sentinel-master NAME"
     )]
     InvalidUrl {
         url: String,
@@ -87,12 +129,14 @@ pub enum RedisConnectError {
         reason: String,
     },
     #[error(
-        "Redis is not reachable at {url} ({cause}); start it with `docker compose up -d redis` or `redis-server --daemonize yes`, or point {setting} at a running one"
+        "Redis is not reachable at {url} ({cause}); {hint}, or point {setting} at a running one"
     )]
     Unreachable {
         url: String,
         setting: &'static str,
         cause: String,
+        /// How to start what is missing: one Redis, or a Sentinel set-up.
+        hint: &'static str,
     },
     #[error(
         "Redis at {url} turned the connection down ({cause}); check the password and database number in {setting}"
@@ -104,16 +148,21 @@ pub enum RedisConnectError {
     },
 }
 
-/// A self-reconnecting connection to one Redis, with its watch. Cheap to
-/// clone: clones share the connection.
+const START_REDIS: &str =
+    "start it with `docker compose up -d redis` or `redis-server --daemonize yes`";
+const START_SENTINEL: &str = "check --sentinel-master against `redis-cli -p 26379 sentinel masters`, or start the set-up with `scripts/sentinel start`";
+
+/// A self-reconnecting connection to one Redis (or to whichever node
+/// Sentinel names master), with its watch. Cheap to clone: clones share the
+/// connection.
 #[derive(Clone)]
 pub struct RedisConnection {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: Client,
-    manager: ConnectionManager,
+    locator: Arc<Locator>,
+    connection: ManagedConnection,
     url: String,
     watch: ConnectionWatch,
 }
@@ -127,19 +176,27 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 impl RedisConnection {
-    /// Checks `url` and connects, retrying while Redis starts, for at most
-    /// `connect_timeout`.
+    /// Checks `url` and connects, retrying while Redis starts (or while
+    /// Sentinel names no master yet), for at most `options.connect_timeout`.
     pub async fn open(
         url: &str,
         role: Role,
-        connect_timeout: Duration,
+        options: &RedisOptions,
     ) -> Result<Self, RedisConnectError> {
         let shown = Redacted(url).to_string();
-        let client = Client::open(url).map_err(|error| RedisConnectError::InvalidUrl {
-            url: shown.clone(),
-            setting: role.setting,
-            reason: error.to_string(),
-        })?;
+        let locator =
+            Locator::parse(url, options.sentinel_master.as_deref()).map_err(|reason| {
+                RedisConnectError::InvalidUrl {
+                    url: shown.clone(),
+                    setting: role.setting,
+                    reason,
+                }
+            })?;
+        let locator = Arc::new(locator);
+        let (shown, hint) = match locator.sentinel() {
+            None => (shown, START_REDIS),
+            Some(sentinel) => (format!("{shown} ({})", sentinel.describe()), START_SENTINEL),
+        };
         // `waited`: set when we gave up on a Redis that kept failing.
         let failed = |error: redis::RedisError, waited: Option<Duration>| {
             let cause = match waited {
@@ -152,6 +209,7 @@ impl RedisConnection {
                     url,
                     setting,
                     cause,
+                    hint,
                 }
             } else {
                 RedisConnectError::Refused {
@@ -161,34 +219,50 @@ impl RedisConnection {
                 }
             }
         };
-        // Redis may be up but still loading its data (`LOADING`): keep
-        // asking, within the same bound, as for a Redis that is not up yet.
+        // Keep asking, within the bound, while Redis is up but still loading
+        // its data (`LOADING`), or the sentinels name no master yet. Remember
+        // the last failure: it is the reason to report if time runs out.
+        let mut last_failure = None;
         let connecting = async {
             loop {
-                match new_manager(&client).await {
-                    Err(error) if is_loading(&error) => {
+                match ManagedConnection::connect(locator.clone()).await {
+                    Err(error)
+                        if is_loading(&error)
+                            || locator.sentinel().is_some() && is_connection_error(&error) =>
+                    {
+                        last_failure = Some(error);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     other => break other,
                 }
             }
         };
-        let manager = match tokio::time::timeout(connect_timeout, connecting).await {
-            Ok(Ok(manager)) => manager,
+        let connection = match tokio::time::timeout(options.connect_timeout, connecting).await {
+            Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return Err(failed(error, None)),
             Err(_elapsed) => {
                 // Ask once more, quickly, for the reason to report.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)));
-                let retry = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await;
-                return Err(match retry {
-                    Err(error) => failed(error, Some(connect_timeout)),
-                    Ok(_) => RedisConnectError::Unreachable {
+                let retry = match locator.master().await {
+                    Ok(client) => {
+                        let config = redis::AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(Duration::from_secs(2)));
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await
+                            .map(drop)
+                    }
+                    Err(error) => Err(error),
+                };
+                return Err(match retry.err().or(last_failure) {
+                    Some(error) => failed(error, Some(options.connect_timeout)),
+                    None => RedisConnectError::Unreachable {
                         url: shown.clone(),
                         setting: role.setting,
-                        cause: format!("no answer within {}s", connect_timeout.as_secs_f64()),
+                        cause: format!(
+                            "no answer within {}s",
+                            options.connect_timeout.as_secs_f64()
+                        ),
+                        hint,
                     },
                 });
             }
@@ -196,16 +270,16 @@ impl RedisConnection {
         Ok(Self {
             inner: Arc::new(Inner {
                 watch: ConnectionWatch::new(format!("{} at {shown}", role.name)),
-                client,
-                manager,
+                locator,
+                connection,
                 url: url.to_owned(),
             }),
         })
     }
 
     /// The shared, self-reconnecting connection (clone it per use).
-    pub fn manager(&self) -> ConnectionManager {
-        self.inner.manager.clone()
+    pub fn manager(&self) -> ManagedConnection {
+        self.inner.connection.clone()
     }
 
     /// Every user of this connection reports to this watch.
@@ -216,11 +290,7 @@ impl RedisConnection {
     /// The database number the URL selects (kombu prefixes pub/sub
     /// channels with it, since channels are shared by all databases).
     pub fn db(&self) -> i64 {
-        self.inner
-            .client
-            .get_connection_info()
-            .redis_settings()
-            .db()
+        redis::aio::ConnectionLike::get_db(&self.inner.connection)
     }
 
     /// The URL with its password hidden.
@@ -231,26 +301,30 @@ impl RedisConnection {
     /// A second self-reconnecting connection to the same Redis, for a
     /// task that must not queue behind the shared one (the fetch thread,
     /// which runs on a runtime of its own).
-    pub async fn new_manager(&self) -> redis::RedisResult<ConnectionManager> {
-        new_manager(&self.inner.client).await
+    pub async fn new_manager(&self) -> redis::RedisResult<ManagedConnection> {
+        ManagedConnection::connect(self.inner.locator.clone()).await
     }
 
     /// A connection of its own with no response timeout, for blocking
     /// commands (`BLMOVE … 1`): on a shared connection they would hold up
-    /// every other command.
+    /// every other command. Under Sentinel it goes to the master of the
+    /// moment; a caller reconnects when it fails.
     pub async fn blocking_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_ATTEMPT_TIMEOUT))
             .set_response_timeout(None);
         self.inner
-            .client
+            .locator
+            .master()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
 
-    /// A pub/sub connection (for waiting on a result's channel).
+    /// A pub/sub connection (for waiting on a result's channel), to the
+    /// master of the moment.
     pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
-        self.inner.client.get_async_pubsub().await
+        self.inner.locator.master().await?.get_async_pubsub().await
     }
 }
 
@@ -259,15 +333,6 @@ fn is_loading(error: &redis::RedisError) -> bool {
         error.kind(),
         ErrorKind::Server(ServerErrorKind::BusyLoading)
     )
-}
-
-async fn new_manager(client: &Client) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_ATTEMPT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(8)
-        .set_max_delay(Duration::from_secs(5));
-    ConnectionManager::new_with_config(client.clone(), config).await
 }
 
 #[cfg(test)]
@@ -296,7 +361,7 @@ mod tests {
         let error = RedisConnection::open(
             "redis://:s3cret@127.0.0.1:notaport/7",
             Role::RESULT_BACKEND,
-            Duration::from_secs(1),
+            &RedisOptions::with_timeout(Duration::from_secs(1)),
         )
         .await
         .unwrap_err()
@@ -312,7 +377,7 @@ mod tests {
         let error = RedisConnection::open(
             "redis://127.0.0.1:1/0",
             Role::BEAT_LEASE,
-            Duration::from_millis(500),
+            &RedisOptions::with_timeout(Duration::from_millis(500)),
         )
         .await
         .unwrap_err();
@@ -330,7 +395,7 @@ mod tests {
         let error = RedisConnection::open(
             "redis://:wrong-password@127.0.0.1:6379/0",
             Role::BROKER,
-            Duration::from_secs(5),
+            &RedisOptions::with_timeout(Duration::from_secs(5)),
         )
         .await
         .unwrap_err();
