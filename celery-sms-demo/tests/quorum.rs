@@ -133,3 +133,33 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
     delete_queue(kind, &queue).await;
     shared::testing::delete_queue(&dead).await;
 }
+
+/// A queue an operator declared quorum, consumed by a worker left at the
+/// default (classic): a quorum queue refuses the channel-wide prefetch a
+/// classic queue gets (with a connection error), so a queue of unknown type
+/// gets a per-consumer one, and the worker starts and runs its tasks.
+#[tokio::test]
+async fn a_queue_declared_quorum_elsewhere_gets_a_per_consumer_prefetch() {
+    let kind = Kind::Amqp;
+    let queue = unique_name("quorum-elsewhere");
+    let dead = format!("{queue}.dead");
+    declare_dead_lettered_queue(&queue, &dead, json!({"x-queue-type": "quorum"})).await;
+
+    let mut worker = start_worker(kind, &queue, &["-c", "2"], &[]).await;
+    assert!(
+        worker
+            .log_text()
+            .contains(&format!("Queue '{queue}' exists with other arguments")),
+        "{}",
+        worker.log_text()
+    );
+    let id = send(kind, &queue, &["13800000000", "123456"]).await;
+    worker
+        .wait_for_log(&format!("Task SMS[{id}] succeeded"), 1, WAIT)
+        .await;
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+    assert_eq!(queue_type(&queue).as_deref(), Some("quorum"));
+    delete_queue(kind, &queue).await;
+    delete_queue(kind, &dead).await;
+}

@@ -570,3 +570,63 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
         .await
         .unwrap();
 }
+
+/// Tasks held for their countdown do not use up the prefetch window: with
+/// a window of one and three tasks held for 30 s, a task sent after them
+/// runs at once (Celery raises the prefetch by one per held task). On
+/// RabbitMQ this needs the channel-wide prefetch Celery sets there; a
+/// per-consumer one cannot be raised while the consumer runs.
+async fn held_tasks_do_not_block_the_prefetch_window(kind: Kind) {
+    let queue = unique_name("held");
+    let mut worker = start_worker(
+        kind,
+        &queue,
+        &["-c", "1", "--prefetch-multiplier", "1"],
+        &[],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            send(
+                kind,
+                &queue,
+                &["13800000000", "123456", "--countdown", "30"],
+            )
+            .await,
+        );
+    }
+    let quick = send(kind, &queue, &["13800000001", "654321"]).await;
+    // Well before the countdowns end; without the raise it waits 30 s.
+    worker
+        .wait_for_log(
+            &format!("Task SMS[{quick}] succeeded"),
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    for id in &held {
+        assert!(
+            !worker
+                .log_text()
+                .contains(&format!("Task SMS[{id}] succeeded")),
+            "a held task ran before its countdown"
+        );
+    }
+    // A cold stop hands the held tasks back; nothing is left to clean but the queue.
+    worker.signal("-TERM");
+    sleep(Duration::from_millis(200)).await;
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+    delete_queue(kind, &queue).await;
+}
+
+#[tokio::test]
+async fn held_tasks_do_not_block_the_prefetch_window_over_redis() {
+    held_tasks_do_not_block_the_prefetch_window(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn held_tasks_do_not_block_the_prefetch_window_over_amqp() {
+    held_tasks_do_not_block_the_prefetch_window(Kind::Amqp).await;
+}

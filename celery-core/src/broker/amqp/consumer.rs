@@ -34,7 +34,7 @@ use super::{
     declare_celery_queue, decode_delivery,
 };
 use crate::broker::{BrokerError, Consumer, Delivery, Settlement};
-use shared::{AmqpError, AmqpSettings, connect_amqp};
+use shared::{AmqpError, AmqpSettings, QueueType, connect_amqp};
 
 /// How often finished tasks are acked, and how many trigger an ack at once.
 const ACK_INTERVAL: Duration = Duration::from_millis(5);
@@ -95,29 +95,10 @@ impl AmqpConsumer {
         let mut controls = Vec::new();
         let mut handles = Vec::new();
         for (index, queue) in config.queues.iter().enumerate() {
-            declare_celery_queue(&connection, queue, config.settings.queue_type).await?;
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(AmqpError::broker("opening a channel"))?;
-            // The prefetch window: RabbitMQ pushes at most this many unacked
-            // messages to us. Celery's prefetch = concurrency × multiplier.
-            // Per consumer (global=false), always: quorum queues refuse a
-            // channel-wide prefetch (540 NOT_IMPLEMENTED, measured on 3.10),
-            // which is why Celery turns it off when it detects them.
-            channel
-                .basic_qos(config.prefetch, BasicQosOptions::default())
-                .await
-                .map_err(AmqpError::broker("setting the prefetch count"))?;
-            let consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(AmqpError::broker("starting the consumer"))?;
+            let queue_type =
+                declare_celery_queue(&connection, queue, config.settings.queue_type).await?;
+            let (channel, consumer, qos) =
+                open_consumer(&connection, queue, config.prefetch, queue_type).await?;
             let (control_tx, control_rx) = mpsc::unbounded_channel();
             controls.push(control_tx);
             let worker = QueueConsumer {
@@ -125,6 +106,7 @@ impl AmqpConsumer {
                 queue: queue.clone(),
                 channel,
                 consumer,
+                qos,
                 prefetch: config.prefetch,
                 held: 0,
                 generation: 0,
@@ -204,12 +186,55 @@ impl Consumer for AmqpConsumer {
     }
 }
 
+/// Opens `queue`'s channel and consumer with its prefetch window: RabbitMQ
+/// pushes at most this many unacked messages to us (Celery's prefetch =
+/// concurrency × multiplier).
+///
+/// On a classic queue the window is channel-wide (`global`), as Celery sets
+/// it on RabbitMQ: only a channel-wide limit can be raised while the
+/// consumer runs, which is how a task held for its ETA frees its slot (one
+/// consumer per channel, so the two kinds count the same messages). A
+/// quorum queue refuses a channel-wide limit with `540 NOT_IMPLEMENTED`, a
+/// connection error (measured on 3.10), so there, and on a queue of unknown
+/// type (`None`: it existed with other arguments), the window is per
+/// consumer, as with Celery's `worker_detect_quorum_queues`.
+async fn open_consumer(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+    queue_type: Option<QueueType>,
+) -> Result<(Channel, lapin::Consumer, BasicQosOptions), BrokerError> {
+    let qos = BasicQosOptions {
+        global: queue_type == Some(QueueType::Classic),
+    };
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker("opening a channel"))?;
+    channel
+        .basic_qos(prefetch, qos)
+        .await
+        .map_err(AmqpError::broker("setting the prefetch count"))?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(AmqpError::broker("starting the consumer"))?;
+    Ok((channel, consumer, qos))
+}
+
 /// One queue's consumer loop: forwards deliveries, applies settlements.
 struct QueueConsumer {
     index: usize,
     queue: String,
     channel: Channel,
     consumer: lapin::Consumer,
+    /// Channel-wide or per-consumer prefetch (see [`open_consumer`]).
+    qos: BasicQosOptions,
     prefetch: u16,
     held: i32,
     generation: u64,
@@ -355,19 +380,16 @@ impl QueueConsumer {
             }
             Control::Settle(..) => {} // settled after a reconnect: already void
             Control::Hold(delta) => {
-                // Known limit: RabbitMQ applies a per-consumer basic.qos only
-                // to consumers started after it (measured on 3.10: raising 1
-                // to 3 on a running consumer left it at 1), so this does not
-                // widen the running consumer's window yet; held tasks keep
-                // their slots until due (README, "Not done").
+                // A channel-wide window (classic queues) widens at once. A
+                // per-consumer one (quorum queues) applies only to consumers
+                // started after it (measured on 3.10: raising 1 to 3 on a
+                // running consumer left it at 1), so there held tasks keep
+                // their slots until due, as in Celery before 5.5's native
+                // delayed delivery (README, "Not done").
                 self.held = (self.held + delta).max(0);
                 let prefetch =
                     (i32::from(self.prefetch) + self.held).clamp(1, i32::from(u16::MAX)) as u16;
-                if let Err(error) = self
-                    .channel
-                    .basic_qos(prefetch, BasicQosOptions::default())
-                    .await
-                {
+                if let Err(error) = self.channel.basic_qos(prefetch, self.qos).await {
                     debug!(%error, "could not adjust the prefetch");
                 }
             }

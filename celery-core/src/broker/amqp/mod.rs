@@ -84,11 +84,14 @@ impl Broker for Amqp {
 /// a delivery limit, another type) is used as it is: redeclaring it without
 /// them would fail with PRECONDITION_FAILED, and its arguments are the
 /// operator's choice. We say so, once per declare.
+///
+/// Returns the queue's type when our declaration matched it, `None` when
+/// the queue exists with other arguments (its type is then unknown).
 pub async fn declare_celery_queue(
     connection: &Connection,
     queue: &str,
     queue_type: QueueType,
-) -> Result<(), AmqpError> {
+) -> Result<Option<QueueType>, AmqpError> {
     let channel = connection
         .create_channel()
         .await
@@ -135,7 +138,7 @@ pub async fn declare_celery_queue(
                 .await
                 .map_err(AmqpError::broker("binding the queue"))?;
             let _ = channel.close(200, "declared".into()).await;
-            Ok(())
+            Ok(Some(queue_type))
         }
         Err(error) if amqp_error(&error).map(|e| e.get_id()) == Some(406) => {
             let detail = amqp_error(&error).map(|e| e.get_message().to_string());
@@ -143,7 +146,7 @@ pub async fn declare_celery_queue(
                 "Queue '{queue}' exists with other arguments; using it as it is ({})",
                 detail.unwrap_or_default()
             );
-            Ok(())
+            Ok(None)
         }
         Err(error) => Err(AmqpError::Broker {
             action: "declaring the queue",
