@@ -1,9 +1,11 @@
 //! The producer and the consumer on a three-node cluster (`scripts/cluster`),
 //! with a quorum queue, while the node they are connected to is killed.
 //!
-//! `#[ignore]`d: they need the cluster. `scripts/test` starts it and runs
-//! them one at a time (`cargo test -- --ignored --test-threads=1`), since
-//! they kill nodes. Each uses its own queue and kills only cluster nodes.
+//! `#[ignore]`d: they need the cluster. `scripts/cluster test` starts it
+//! and runs them one at a time (`cargo test -- --ignored --test-threads=1`),
+//! since they kill nodes. `scripts/test` (CI) runs only
+//! `a_follower_that_comes_back_catches_up`, which kills no node a client of
+//! ours is connected to. Each uses its own queue and kills only cluster nodes.
 //! The figures (duplicates, catch-up) are printed: run with `--nocapture`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -61,15 +63,16 @@ async fn start_node(node: &str) {
         .unwrap();
 }
 
-/// Consumes `queue` with our consumer until every `text #1..=count` was
-/// printed and the queue is empty; returns how often each body was seen.
-/// With `kill_after`, kills the consumer's node after that many lines.
+/// Consumes `queue` with our consumer until every `text #1..=count` of
+/// each `(text, count)` sent was printed and the queue is empty; returns
+/// how often each body was seen. With `kill_after`, kills the consumer's
+/// node after that many lines.
 async fn consume_all(
     queue: &QueueSpec,
-    text: &str,
-    count: u64,
+    sent: &[(&str, u64)],
     kill_after: Option<usize>,
 ) -> (BTreeMap<String, u32>, Option<String>) {
+    let count: u64 = sent.iter().map(|(_, count)| count).sum();
     let connection = unique_name("cluster-consumer");
     let output = SharedOutput::default();
     let done = Arc::new(Notify::new());
@@ -110,11 +113,13 @@ async fn consume_all(
         .unwrap()
         .expect("the consumer failed");
     let counts = seen(&output);
-    for n in 1..=count {
-        assert!(
-            counts.contains_key(&format!("{text} #{n}")),
-            "message {text} #{n} was lost"
-        );
+    for (text, sent) in sent {
+        for n in 1..=*sent {
+            assert!(
+                counts.contains_key(&format!("{text} #{n}")),
+                "message {text} #{n} was lost"
+            );
+        }
     }
     assert_eq!(counts.len() as u64, count, "bodies nobody sent");
     (counts, killed)
@@ -190,7 +195,7 @@ async fn a_producers_node_killed_mid_stream_loses_nothing_and_catches_up() {
         "the restarted replica did not catch up: {members:?}"
     );
 
-    let (counts, _) = consume_all(&queue, "m", COUNT, None).await;
+    let (counts, _) = consume_all(&queue, &[("m", COUNT)], None).await;
     eprintln!(
         "producer, {killed} killed mid-stream: {COUNT} sent, {} distinct received, {} duplicates (republished unconfirmed), 0 lost",
         counts.len(),
@@ -221,7 +226,7 @@ async fn a_consumers_node_killed_mid_stream_loses_nothing() {
         .unwrap();
     assert_eq!(report.published, COUNT);
 
-    let (counts, killed) = consume_all(&queue, "c", COUNT, Some(2_000)).await;
+    let (counts, killed) = consume_all(&queue, &[("c", COUNT)], Some(2_000)).await;
     let killed = killed.unwrap();
     eprintln!(
         "consumer, {killed} killed mid-stream: {COUNT} sent, {} distinct received, {} duplicates (redelivered unacked), 0 lost",
@@ -229,5 +234,70 @@ async fn a_consumers_node_killed_mid_stream_loses_nothing() {
         duplicates(&counts)
     );
     start_node(&killed).await;
+    cluster::delete_queue(&queue.name);
+}
+
+/// Fault test 3 on its own, safe for CI: a follower of the queue (a node
+/// none of our connections is on) is killed, 10,000 more confirmed
+/// messages go in while it is down (the two other nodes are a majority),
+/// and once it is back its replica catches up: `rabbitmq-queues
+/// quorum_status` shows the three commit indexes equal, and every message
+/// is consumed once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the three-node cluster: scripts/cluster start (scripts/test does it)"]
+async fn a_follower_that_comes_back_catches_up() {
+    tokio::task::spawn_blocking(cluster::require).await.unwrap();
+    const HALF: u64 = 10_000;
+    // Declared through c1, so c1 holds the leader; c3 is a follower.
+    let queue = QueueSpec::new(unique_name("cluster-follower")).quorum();
+    let publish = |text: &str| {
+        let mut amqp = AmqpSettings::new(cluster::node_url("c1"));
+        amqp.connection_name = Some(unique_name("cluster-follower-feed"));
+        let config = ProducerConfig {
+            amqp,
+            queue: queue.clone(),
+            messages: Messages::Numbered {
+                text: text.to_owned(),
+                count: HALF,
+            },
+        };
+        async move {
+            timeout(WAIT, producer::run(config, std::future::pending()))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(publish("before").await.published, HALF);
+    tokio::task::spawn_blocking(|| cluster::kill("c3"))
+        .await
+        .unwrap();
+    assert_eq!(publish("during").await.published, HALF);
+
+    start_node("c3").await;
+    let name = queue.name.clone();
+    let members = tokio::task::spawn_blocking(move || {
+        cluster::wait_for_replicas_in_sync(&name, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    eprintln!("after restarting c3: {members:?}");
+    assert_eq!(members.len(), cluster::NODES.len(), "{members:?}");
+    assert!(
+        members.windows(2).all(|pair| pair[0].2 == pair[1].2),
+        "the restarted replica did not catch up: {members:?}"
+    );
+    let (counts, _) = consume_all(&queue, &[("before", HALF), ("during", HALF)], None).await;
+    eprintln!(
+        "follower c3 killed and restarted: {} sent, {} distinct received, {} duplicates, 0 lost",
+        2 * HALF,
+        counts.len(),
+        duplicates(&counts)
+    );
+    assert_eq!(
+        duplicates(&counts),
+        0,
+        "nothing was redelivered: no client lost its node"
+    );
     cluster::delete_queue(&queue.name);
 }
