@@ -24,15 +24,6 @@ fn python_url() -> String {
     cluster::url().replace("/%2f", "//")
 }
 
-/// Seconds since midnight of a log line's `[2026-12-03 12:20:50,921: …`.
-fn log_time(line: &str) -> Option<f64> {
-    let clock = line.get(12..24)?;
-    let (hms, millis) = clock.split_once(',')?;
-    let mut parts = hms.split(':').map(|part| part.parse::<f64>().ok());
-    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
-    Some(h * 3600.0 + m * 60.0 + s + millis.parse::<f64>().ok()? / 1000.0)
-}
-
 /// Fault test 4: Python `delay()` feeds our worker, and our `send` feeds a
 /// Python worker, on one quorum queue of the cluster, each side given all
 /// three nodes.
@@ -59,11 +50,10 @@ async fn python_and_our_worker_share_a_quorum_queue_on_the_cluster() {
     )
     .await;
     assert_eq!(wait_for_result(&id).await["status"], "SUCCESS");
-    assert!(
-        worker
-            .log_text()
-            .contains(&format!("Task SMS[{id}] received"))
-    );
+    // Our worker ran it (its log lines leave in batches: wait for the line).
+    worker
+        .wait_for_log(&format!("Task SMS[{id}] received"), 1, WAIT)
+        .await;
     worker.signal("-TERM");
     assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
 
@@ -190,16 +180,7 @@ async fn the_worker_drains_a_quorum_queue_while_the_leader_s_node_dies() {
             sleep(Duration::from_millis(500)).await;
         }
     };
-    let times: Vec<f64> = worker
-        .log()
-        .iter()
-        .filter(|line| line.contains("] succeeded in "))
-        .filter_map(|line| log_time(line))
-        .collect();
-    let gap = times
-        .windows(2)
-        .map(|pair| pair[1] - pair[0])
-        .fold(0.0, f64::max);
+    let gap = longest_gap_between_successes(&worker.log());
     eprintln!(
         "leader's node {leader} killed mid-drain: {TASKS} tasks, {} ran, {} ran more than once, 0 lost; longest stretch with no task done {gap:.1} s; queue afterwards (ready, unacked) {counted:?}",
         ran.len(),

@@ -220,15 +220,17 @@ impl RedisConnection {
             }
         };
         // Keep asking, within the bound, while Redis is up but still loading
-        // its data (`LOADING`), or the sentinels name no master yet. Remember
-        // the last failure: it is the reason to report if time runs out.
+        // its data (`LOADING`), or, under Sentinel, while no master is named
+        // or reachable yet (a fixed address is retried inside the manager
+        // itself, with backoff). Remember the last failure: it is the reason
+        // to report if time runs out.
         let mut last_failure = None;
         let connecting = async {
             loop {
                 match ManagedConnection::connect(locator.clone()).await {
                     Err(error)
                         if is_loading(&error)
-                            || locator.sentinel().is_some() && is_connection_error(&error) =>
+                            || (locator.sentinel().is_some() && is_connection_error(&error)) =>
                     {
                         last_failure = Some(error);
                         tokio::time::sleep(Duration::from_millis(100)).await;

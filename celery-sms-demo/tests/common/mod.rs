@@ -167,6 +167,27 @@ impl Process {
     }
 }
 
+/// The longest stretch with no task finished, in seconds, from the log
+/// lines' `[2026-12-03 12:20:50,921: …` times: a failover as the work saw it.
+pub fn longest_gap_between_successes(log: &[String]) -> f64 {
+    // Seconds since midnight (the tests run for minutes, not across midnight).
+    let seconds = |line: &str| -> Option<f64> {
+        let (hms, millis) = line.get(12..24)?.split_once(',')?;
+        let mut parts = hms.split(':').map(|part| part.parse::<f64>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        Some(h * 3600.0 + m * 60.0 + s + millis.parse::<f64>().ok()? / 1000.0)
+    };
+    let times: Vec<f64> = log
+        .iter()
+        .filter(|line| line.contains("] succeeded in "))
+        .filter_map(|line| seconds(line))
+        .collect();
+    times
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .fold(0.0, f64::max)
+}
+
 /// Task ids from lines like `Task SMS[<id>] succeeded in …`.
 pub fn task_ids(lines: &[String], marker: &str) -> Vec<String> {
     lines
