@@ -3,7 +3,8 @@
 //! need a node to die is tested here, and the rest on the cluster.
 //!
 //! * our worker and Python's declare the same queue and share it;
-//! * a poison message is dead-lettered after the queue's `x-delivery-limit`.
+//! * a poison message is dead-lettered after the queue's `x-delivery-limit`;
+//! * tasks held for their ETA free their prefetch slots, as on a classic queue.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -162,4 +163,75 @@ async fn a_queue_declared_quorum_elsewhere_gets_a_per_consumer_prefetch() {
     assert_eq!(queue_type(&queue).as_deref(), Some("quorum"));
     delete_queue(kind, &queue).await;
     delete_queue(kind, &dead).await;
+}
+
+/// On a quorum queue the window is per consumer and cannot be widened while
+/// the consumer runs, so the worker restarts its consumer when a task is
+/// held for its ETA. With one slot and three tasks held, a quick task still
+/// runs at once; the held ones run when due, once each, and are acked on
+/// the channel after their consumer was cancelled (the queue ends empty).
+#[tokio::test]
+async fn held_tasks_do_not_block_the_prefetch_window_on_a_quorum_queue() {
+    let kind = Kind::Amqp;
+    let queue = unique_name("quorum-held");
+    let mut worker = start_worker(
+        kind,
+        &queue,
+        &["-c", "1", "--prefetch-multiplier", "1"],
+        &[QUORUM],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            send(
+                kind,
+                &queue,
+                &[
+                    "13800000000",
+                    "123456",
+                    "--countdown",
+                    "6",
+                    "--queue-type",
+                    "quorum",
+                ],
+            )
+            .await,
+        );
+    }
+    let quick = send(
+        kind,
+        &queue,
+        &["13800000001", "654321", "--queue-type", "quorum"],
+    )
+    .await;
+    // Without the restart the quick task waits behind the first held one.
+    worker
+        .wait_for_log(&format!("Task SMS[{quick}] succeeded"), 1, WAIT)
+        .await;
+    let log = worker.log_text();
+    for id in &held {
+        assert!(
+            !log.contains(&format!("Task SMS[{id}] succeeded")),
+            "a held task ran before the quick one: {log}"
+        );
+    }
+    for id in &held {
+        worker
+            .wait_for_log(&format!("Task SMS[{id}] succeeded"), 1, WAIT)
+            .await;
+    }
+    worker.signal("-TERM");
+    assert_eq!(worker.wait().await, Some(0), "{}", worker.log_text());
+    let log = worker.log_text();
+    for id in held.iter().chain([&quick]) {
+        assert_eq!(
+            log.matches(&format!("Task SMS[{id}] succeeded")).count(),
+            1,
+            "{log}"
+        );
+    }
+    // An ack lost on a cancelled consumer would put the task back here.
+    assert_eq!(queue_length(kind, &queue).await, 0);
+    delete_queue(kind, &queue).await;
 }

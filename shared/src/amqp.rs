@@ -182,7 +182,7 @@ pub enum QueueType {
     #[default]
     Classic,
     /// Raft-replicated across a cluster's nodes; always durable. Supports
-    /// only per-consumer prefetch, which is the only kind used here.
+    /// only a per-consumer prefetch (a channel-wide one is refused).
     Quorum,
 }
 

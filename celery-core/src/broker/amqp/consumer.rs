@@ -9,6 +9,10 @@
 //! `multiple` also acks every lower tag, and a lower tag may belong to a task
 //! still running or held for its ETA. Finished tasks stuck behind such a gap
 //! are acked one by one after a short wait.
+//!
+//! A task held for its ETA must not keep its slot in the prefetch window
+//! (Celery raises the window by one per held task). How depends on the kind
+//! of window, see [`open_consumer`] and [`QueueConsumer::resubscribe`].
 
 use std::{
     collections::HashMap,
@@ -46,14 +50,20 @@ pub struct AmqpToken {
     queue: usize,
     tag: u64,
     generation: u64,
+    /// Which consumer of the channel delivered it (see [`QueueConsumer::resubscribe`]).
+    subscription: u64,
     acker: Acker,
     held: bool,
 }
 
 enum Control {
     Settle(AmqpToken, Settlement),
-    /// A task is held for its ETA (+1) or no longer (-1): adjust the prefetch.
-    Hold(i32),
+    /// A task of this subscription is now held for its ETA (`held`), or no
+    /// longer: its slot in the prefetch window is freed, or taken back.
+    Hold {
+        subscription: u64,
+        held: bool,
+    },
 }
 
 /// What the consumer needs to know.
@@ -97,24 +107,10 @@ impl AmqpConsumer {
         for (index, queue) in config.queues.iter().enumerate() {
             let queue_type =
                 declare_celery_queue(&connection, queue, config.settings.queue_type).await?;
-            let (channel, consumer, qos) =
-                open_consumer(&connection, queue, config.prefetch, queue_type).await?;
+            let opened = open_consumer(&connection, queue, config.prefetch, queue_type).await?;
             let (control_tx, control_rx) = mpsc::unbounded_channel();
             controls.push(control_tx);
-            let worker = QueueConsumer {
-                index,
-                queue: queue.clone(),
-                channel,
-                consumer,
-                qos,
-                prefetch: config.prefetch,
-                held: 0,
-                generation: 0,
-                last_tag: 0,
-                unsettled: 0,
-                tracker: AckTracker::default(),
-                ackers: HashMap::new(),
-            };
+            let worker = QueueConsumer::new(index, queue.clone(), opened, config.prefetch);
             handles.push(tokio::spawn(worker.run(
                 deliveries_tx.clone(),
                 control_rx,
@@ -141,20 +137,26 @@ impl Consumer for AmqpConsumer {
     fn settle(&self, token: AmqpToken, settlement: Settlement) {
         if let Some(control) = self.inner.controls.get(token.queue) {
             if token.held {
-                let _ = control.send(Control::Hold(-1));
+                let _ = control.send(Control::Hold {
+                    subscription: token.subscription,
+                    held: false,
+                });
             }
             let _ = control.send(Control::Settle(token, settlement));
         }
     }
 
-    /// A task held for its ETA should not use up the prefetch window:
-    /// raise the channel's prefetch by one while it waits (as Celery does).
+    /// A task held for its ETA should not use up the prefetch window: it
+    /// frees its slot while it waits (as Celery does).
     fn release_slot(&self, token: &mut AmqpToken) {
         if !token.held
             && let Some(control) = self.inner.controls.get(token.queue)
         {
             token.held = true;
-            let _ = control.send(Control::Hold(1));
+            let _ = control.send(Control::Hold {
+                subscription: token.subscription,
+                held: true,
+            });
         }
     }
 
@@ -211,11 +213,23 @@ async fn open_consumer(
         .create_channel()
         .await
         .map_err(AmqpError::broker("opening a channel"))?;
+    let consumer = subscribe(&channel, queue, prefetch, qos).await?;
+    Ok((channel, consumer, qos))
+}
+
+/// Sets the window, then starts a consumer on `queue`: a per-consumer
+/// window applies to the consumers started after it.
+async fn subscribe(
+    channel: &Channel,
+    queue: &str,
+    prefetch: u16,
+    qos: BasicQosOptions,
+) -> Result<lapin::Consumer, AmqpError> {
     channel
         .basic_qos(prefetch, qos)
         .await
         .map_err(AmqpError::broker("setting the prefetch count"))?;
-    let consumer = channel
+    channel
         .basic_consume(
             queue.into(),
             "".into(),
@@ -223,8 +237,7 @@ async fn open_consumer(
             FieldTable::default(),
         )
         .await
-        .map_err(AmqpError::broker("starting the consumer"))?;
-    Ok((channel, consumer, qos))
+        .map_err(AmqpError::broker("starting the consumer"))
 }
 
 /// One queue's consumer loop: forwards deliveries, applies settlements.
@@ -236,7 +249,14 @@ struct QueueConsumer {
     /// Channel-wide or per-consumer prefetch (see [`open_consumer`]).
     qos: BasicQosOptions,
     prefetch: u16,
+    /// Tasks held for their ETA, on this channel.
     held: i32,
+    /// Counts the consumers started on this channel (see [`Self::resubscribe`]).
+    subscription: u64,
+    /// A task of the current consumer is held and its window is per consumer.
+    resubscribe_due: bool,
+    /// False once the worker stops taking tasks, or the consumer has ended.
+    fetching: bool,
     generation: u64,
     /// The highest delivery tag seen on the current channel.
     last_tag: u64,
@@ -249,6 +269,31 @@ struct QueueConsumer {
 }
 
 impl QueueConsumer {
+    fn new(
+        index: usize,
+        queue: String,
+        (channel, consumer, qos): (Channel, lapin::Consumer, BasicQosOptions),
+        prefetch: u16,
+    ) -> QueueConsumer {
+        QueueConsumer {
+            index,
+            queue,
+            channel,
+            consumer,
+            qos,
+            prefetch,
+            held: 0,
+            subscription: 0,
+            resubscribe_due: false,
+            fetching: true,
+            generation: 0,
+            last_tag: 0,
+            unsettled: 0,
+            tracker: AckTracker::default(),
+            ackers: HashMap::new(),
+        }
+    }
+
     async fn run(
         mut self,
         deliveries: mpsc::Sender<Delivery<AmqpToken>>,
@@ -256,7 +301,6 @@ impl QueueConsumer {
         stop_fetching: CancellationToken,
         closed: CancellationToken,
     ) {
-        let mut fetching = true;
         // Acks go out on a short tick rather than per settlement: finished
         // tasks pile up for a few milliseconds and leave as one `multiple`
         // ack instead of one frame each.
@@ -277,11 +321,14 @@ impl QueueConsumer {
                         if self.tracker.waiting() >= enough {
                             self.ack(false).await;
                         }
+                        if self.resubscribe_due && self.fetching {
+                            self.resubscribe(&deliveries).await;
+                        }
                     }
                     None => break,
                 },
-                () = stop_fetching.cancelled(), if fetching => {
-                    fetching = false;
+                () = stop_fetching.cancelled(), if self.fetching => {
+                    self.fetching = false;
                     let tag = self.consumer.tag();
                     let _ = self.channel.basic_cancel(tag, BasicCancelOptions::default()).await;
                 }
@@ -294,49 +341,102 @@ impl QueueConsumer {
                     break;
                 }
                 _ = tick.tick() => self.ack(true).await,
-                next = self.consumer.next(), if fetching => match next {
-                    Some(Ok(delivery)) => {
-                        if delivery.acker.poisoned() {
-                            continue; // from before a reconnect: RabbitMQ redelivers it
-                        }
-                        // lapin recovers a dropped connection transparently: the
-                        // stream goes on, but on a new channel whose delivery tags
-                        // restart at 1. A tag that does not increase is how we
-                        // notice, and acks of the old channel must not leak into it.
-                        if delivery.delivery_tag <= self.last_tag {
-                            self.new_channel_incarnation();
-                        }
-                        self.last_tag = delivery.delivery_tag;
-                        let token = AmqpToken {
-                            queue: self.index,
-                            tag: delivery.delivery_tag,
-                            generation: self.generation,
-                            acker: delivery.acker.clone(),
-                            held: false,
-                        };
-                        let forwarded = Delivery {
-                            received: decode_delivery(&delivery.properties, &delivery.data),
-                            queue: self.queue.clone(),
-                            redelivered: delivery.redelivered,
-                            token,
-                        };
-                        if deliveries.send(forwarded).await.is_err() {
-                            fetching = false;
-                        }
-                        self.unsettled += 1;
-                    }
+                next = self.consumer.next(), if self.fetching => match next {
+                    Some(Ok(delivery)) => self.forward(delivery, &deliveries).await,
                     Some(Err(error)) => {
                         // The loss itself is logged once, by the connection's watch.
                         debug!(%error, queue = %self.queue, "the consumer stream failed; waiting for lapin to recover");
                         if let Err(error) = self.channel.wait_for_recovery(error).await {
                             warn!(%error, "RabbitMQ did not come back; this queue stops consuming");
-                            fetching = false;
+                            self.fetching = false;
                             continue;
                         }
                         self.new_channel_incarnation();
                     }
-                    None => fetching = false,
+                    None => self.fetching = false,
                 },
+            }
+        }
+    }
+
+    /// Hands one delivery to the worker, with the token that settles it.
+    async fn forward(
+        &mut self,
+        delivery: lapin::message::Delivery,
+        deliveries: &mpsc::Sender<Delivery<AmqpToken>>,
+    ) {
+        if delivery.acker.poisoned() {
+            return; // from before a reconnect: RabbitMQ redelivers it
+        }
+        // lapin recovers a dropped connection transparently: the stream goes
+        // on, but on a new channel whose delivery tags restart at 1. A tag
+        // that does not increase is how we notice, and acks of the old
+        // channel must not leak into it.
+        if delivery.delivery_tag <= self.last_tag {
+            self.new_channel_incarnation();
+        }
+        self.last_tag = delivery.delivery_tag;
+        let token = AmqpToken {
+            queue: self.index,
+            tag: delivery.delivery_tag,
+            generation: self.generation,
+            subscription: self.subscription,
+            acker: delivery.acker.clone(),
+            held: false,
+        };
+        let forwarded = Delivery {
+            received: decode_delivery(&delivery.properties, &delivery.data),
+            queue: self.queue.clone(),
+            redelivered: delivery.redelivered,
+            token,
+        };
+        if deliveries.send(forwarded).await.is_err() {
+            self.fetching = false;
+        }
+        self.unsettled += 1;
+    }
+
+    /// Frees the slots of held tasks when the window is per consumer.
+    ///
+    /// RabbitMQ applies a per-consumer window to the consumers started after
+    /// it (measured on 3.10: raising 1 to 3 on a running consumer left it at
+    /// 1), and a quorum queue accepts no other kind. So instead of widening
+    /// the window, the consumer whose window holds a task waiting for its
+    /// ETA is replaced by a fresh one with the whole window. The held tasks
+    /// stay unacked on this channel and no longer count against any
+    /// consumer's window; delivery tags belong to the channel, so they are
+    /// acked later as before. Until the old consumer's running tasks finish,
+    /// they and the new window are both in flight: at most twice the
+    /// prefetch, for a moment.
+    ///
+    /// The old consumer is cancelled *before* the new one starts: RabbitMQ
+    /// delivers nothing to it after its `cancel-ok`, and what it delivered
+    /// before is already in its stream, so forwarding that first keeps the
+    /// tags in order for [`Self::forward`]'s reconnect check.
+    async fn resubscribe(&mut self, deliveries: &mpsc::Sender<Delivery<AmqpToken>>) {
+        self.resubscribe_due = false;
+        let tag = self.consumer.tag();
+        if let Err(error) = self
+            .channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+        {
+            // Lost with the connection: lapin's recovery brings the consumer back.
+            debug!(%error, queue = %self.queue, "could not restart the consumer");
+            return;
+        }
+        while let Some(Ok(delivery)) = self.consumer.next().await {
+            self.forward(delivery, deliveries).await;
+        }
+        match subscribe(&self.channel, &self.queue, self.prefetch, self.qos).await {
+            Ok(consumer) => {
+                self.consumer = consumer;
+                self.subscription += 1;
+                debug!(queue = %self.queue, held = self.held, "consumer restarted with a free window");
+            }
+            Err(error) => {
+                warn!(%error, "this queue stops consuming");
+                self.fetching = false;
             }
         }
     }
@@ -348,6 +448,7 @@ impl QueueConsumer {
         self.tracker = AckTracker::default();
         self.ackers.clear();
         self.held = 0;
+        self.resubscribe_due = false;
         self.last_tag = 0;
         info!(
             "Consuming '{}' again after the reconnect: {} task(s) not acked before it will be delivered again",
@@ -379,18 +480,17 @@ impl QueueConsumer {
                 }
             }
             Control::Settle(..) => {} // settled after a reconnect: already void
-            Control::Hold(delta) => {
-                // A channel-wide window (classic queues) widens at once. A
-                // per-consumer one (quorum queues) applies only to consumers
-                // started after it (measured on 3.10: raising 1 to 3 on a
-                // running consumer left it at 1), so there held tasks keep
-                // their slots until due, as in Celery before 5.5's native
-                // delayed delivery (README, "Not done").
-                self.held = (self.held + delta).max(0);
-                let prefetch =
-                    (i32::from(self.prefetch) + self.held).clamp(1, i32::from(u16::MAX)) as u16;
-                if let Err(error) = self.channel.basic_qos(prefetch, self.qos).await {
-                    debug!(%error, "could not adjust the prefetch");
+            Control::Hold { subscription, held } => {
+                self.held = (self.held + if held { 1 } else { -1 }).max(0);
+                if self.qos.global {
+                    // A channel-wide window (classic queues) widens at once.
+                    let prefetch =
+                        (i32::from(self.prefetch) + self.held).clamp(1, i32::from(u16::MAX)) as u16;
+                    if let Err(error) = self.channel.basic_qos(prefetch, self.qos).await {
+                        debug!(%error, "could not adjust the prefetch");
+                    }
+                } else if held && subscription == self.subscription {
+                    self.resubscribe_due = true;
                 }
             }
         }
