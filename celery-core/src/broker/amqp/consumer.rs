@@ -428,17 +428,27 @@ impl QueueConsumer {
         while let Some(Ok(delivery)) = self.consumer.next().await {
             self.forward(delivery, deliveries).await;
         }
-        match subscribe(&self.channel, &self.queue, self.prefetch, self.qos).await {
-            Ok(consumer) => {
-                self.consumer = consumer;
-                self.subscription += 1;
-                debug!(queue = %self.queue, held = self.held, "consumer restarted with a free window");
+        // The old consumer is gone from lapin's topology, so if the
+        // connection drops right here its recovery brings back no consumer
+        // at all: wait for it, and start the new one on the new connection.
+        let mut attempts = 0;
+        let error = loop {
+            attempts += 1;
+            match subscribe(&self.channel, &self.queue, self.prefetch, self.qos).await {
+                Ok(consumer) => {
+                    self.consumer = consumer;
+                    self.subscription += 1;
+                    debug!(queue = %self.queue, held = self.held, "consumer restarted with a free window");
+                    return;
+                }
+                Err(AmqpError::Broker { source, .. })
+                    if attempts < 3
+                        && self.channel.wait_for_recovery(source.clone()).await.is_ok() => {}
+                Err(error) => break error,
             }
-            Err(error) => {
-                warn!(%error, "this queue stops consuming");
-                self.fetching = false;
-            }
-        }
+        };
+        warn!(%error, queue = %self.queue, "could not restart the consumer; this queue stops consuming");
+        self.fetching = false;
     }
 
     /// After a reconnect: tags restart at 1 on the new channel, and acks of
