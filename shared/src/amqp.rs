@@ -42,7 +42,12 @@ use lapin::{
 use thiserror::Error;
 use tracing::{debug, error, info};
 
-use crate::{nodes::AmqpNodes, redact::Redacted, settings::AmqpSettings, watch::ConnectionWatch};
+use async_rs::{Runtime, Tokio, util::RuntimeParts};
+
+use crate::{
+    fail_stop::FailStopReactor, nodes::AmqpNodes, redact::Redacted, settings::AmqpSettings,
+    watch::ConnectionWatch,
+};
 
 /// How lapin paces reconnection attempts after the connection is lost.
 /// About 50 s of attempts in all: enough to ride out a broker restart, short
@@ -251,7 +256,12 @@ pub async fn connect_amqp(settings: &AmqpSettings, program: &str) -> Result<Conn
             setting: settings.url_setting,
         });
     }
-    let runtime = lapin::runtime::default_runtime().map_err(AmqpError::broker("connecting"))?;
+    // lapin's default runtime (tokio), except that the sockets it opens
+    // stay failed once they fail: see `fail_stop` for the hang that avoids.
+    let runtime = Runtime::new(RuntimeParts::new(
+        Tokio::current(),
+        FailStopReactor(Tokio::current()),
+    ));
     let connect_next = {
         let nodes = nodes.clone();
         let tls = OwnedTLSConfig::default();

@@ -13,6 +13,7 @@
 //! | [`settings`]  | command-line / environment settings shared by every binary     |
 //! | [`amqp`]      | connecting to RabbitMQ and declaring queues, with clear errors |
 //! | [`nodes`]     | a cluster's `;`-separated URLs: failover, round-robin          |
+//! | [`fail_stop`] | a socket that stays failed, so lapin's recovery always starts  |
 //! | [`publisher`] | publisher confirms with a window; republish after recovery     |
 //! | [`redact`]    | `amqp://guest:**@host` — URLs that are safe to print           |
 //! | [`seconds`]   | `--timeout 30`: seconds parsed once into a checked `Duration`   |
@@ -23,6 +24,7 @@
 
 pub mod amqp;
 pub mod cli;
+pub mod fail_stop;
 pub mod logging;
 pub mod nodes;
 pub mod publisher;
