@@ -16,7 +16,10 @@
 //! The binary (`src/main.rs`) only parses arguments and prints; tests drive
 //! [`run`] directly.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::BasicProperties;
@@ -73,7 +76,8 @@ pub async fn run(
     config: ProducerConfig,
     stop: impl Future<Output = ()>,
 ) -> Result<PublishReport, AmqpError> {
-    let connection = connect_amqp(&config.amqp, "producer").await?;
+    // Shared with the publisher, which may open a fresh channel on it.
+    let connection = Arc::new(connect_amqp(&config.amqp, "producer").await?);
     let mut publisher = ConfirmedPublisher::open(&connection, MAX_IN_FLIGHT).await?;
     shared::declare_queue(publisher.channel(), &config.queue).await?;
 

@@ -148,7 +148,7 @@ async fn stdin_lines_become_messages_in_order() {
 
 #[tokio::test]
 async fn an_unroutable_message_is_an_error_not_silence() {
-    let connection = test_connection().await;
+    let connection = std::sync::Arc::new(test_connection().await);
     let mut publisher = ConfirmedPublisher::open(&connection, 16).await.unwrap();
     let nowhere = unique_name("no-such-queue");
     publisher

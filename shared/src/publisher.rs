@@ -14,8 +14,15 @@
 //! more. Messages stay in the window until confirmed, which is what makes the
 //! connection-loss case safe: after lapin recovers the connection, everything
 //! that was not confirmed is published again (at-least-once delivery).
+//!
+//! A quorum queue nacks while it elects a new leader, so a nack is first
+//! taken as "not now" and the message is sent again after a pause. On
+//! RabbitMQ 3.10 a channel may go on being nacked long after the election
+//! (25 s measured, while a fresh channel was acked at once: the channel
+//! keeps its own view of the queue's leader), so a nack that persists moves
+//! the publisher to a fresh channel.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use tokio::time::Instant;
 
@@ -56,6 +63,8 @@ struct InFlight {
     /// How many times the broker nacked it already.
     nacks: u32,
     sent_at: Instant,
+    /// The channel it was sent on, which will confirm it.
+    channel: u16,
 }
 
 /// How often a nacked message is sent again before we give up on it. A
@@ -66,11 +75,23 @@ const NACK_RETRIES: u32 = 8;
 /// The pause before re-sending a nacked message, doubled each time (100 ms
 /// to 6.4 s: 12.7 s in all, several leader elections' worth).
 const NACK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// From this retry on, a nacked message is sent on a fresh channel (after
+/// 100 + 200 ms of nacks an election is usually over; see the module's
+/// comment for why a channel can stay nacked after it).
+const FRESH_CHANNEL_FROM_RETRY: u32 = 3;
 
 /// A channel in confirm mode with a window of unconfirmed messages.
 #[derive(Debug)]
 pub struct ConfirmedPublisher {
+    connection: Arc<Connection>,
+    /// The channel publishing now.
     channel: Channel,
+    /// The channel it was opened with. Never closed: lapin replays the
+    /// declarations made on a channel when it recovers the connection.
+    first: Channel,
+    /// Channels left after persistent nacks, closed once none of their
+    /// messages awaits a confirm.
+    retired: Vec<Channel>,
     in_flight: VecDeque<InFlight>,
     max_in_flight: usize,
     /// When the last pause for a nack ended. A whole window is nacked at
@@ -81,17 +102,16 @@ pub struct ConfirmedPublisher {
 
 impl ConfirmedPublisher {
     /// Opens a channel on `connection` and turns on publisher confirms.
-    pub async fn open(connection: &Connection, max_in_flight: usize) -> Result<Self, AmqpError> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(AmqpError::broker("opening a channel"))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(AmqpError::broker("enabling publisher confirms"))?;
+    pub async fn open(
+        connection: &Arc<Connection>,
+        max_in_flight: usize,
+    ) -> Result<Self, AmqpError> {
+        let channel = open_confirmed_channel(connection).await?;
         Ok(Self {
+            connection: connection.clone(),
+            first: channel.clone(),
             channel,
+            retired: Vec::new(),
             in_flight: VecDeque::with_capacity(max_in_flight),
             max_in_flight: max_in_flight.max(1),
             resumed_at: None,
@@ -151,6 +171,7 @@ impl ConfirmedPublisher {
                         confirm,
                         nacks,
                         sent_at: Instant::now(),
+                        channel: self.channel.id(),
                     });
                     return Ok(());
                 }
@@ -165,11 +186,14 @@ impl ConfirmedPublisher {
             confirm,
             nacks,
             sent_at,
+            channel: _,
         }) = self.in_flight.pop_front()
         else {
             return Ok(());
         };
-        match confirm.await {
+        let confirmation = confirm.await;
+        self.close_retired_channels().await;
+        match confirmation {
             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
             Ok(Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned))) => {
                 Err(AmqpError::Returned {
@@ -189,6 +213,9 @@ impl ConfirmedPublisher {
                         nacks + 1
                     );
                     tokio::time::sleep(pause).await;
+                    if nacks + 1 >= FRESH_CHANNEL_FROM_RETRY {
+                        self.move_to_a_fresh_channel().await?;
+                    }
                     self.resumed_at = Some(Instant::now());
                 }
                 self.send(message, nacks + 1).await
@@ -217,6 +244,40 @@ impl ConfirmedPublisher {
         }
     }
 
+    /// Publishes from now on through a new channel; the current one is
+    /// closed once its messages are confirmed (or nacked, and sent again).
+    async fn move_to_a_fresh_channel(&mut self) -> Result<(), AmqpError> {
+        let fresh = open_confirmed_channel(&self.connection).await?;
+        debug!(
+            from = self.channel.id(),
+            to = fresh.id(),
+            "publishing on a fresh channel after persistent nacks"
+        );
+        let previous = std::mem::replace(&mut self.channel, fresh);
+        if previous.id() != self.first.id() {
+            self.retired.push(previous);
+        }
+        Ok(())
+    }
+
+    async fn close_retired_channels(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let awaited: std::collections::HashSet<u16> = self
+            .in_flight
+            .iter()
+            .map(|in_flight| in_flight.channel)
+            .collect();
+        let (done, waiting): (Vec<Channel>, Vec<Channel>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|channel| !awaited.contains(&channel.id()));
+        self.retired = waiting;
+        for channel in done {
+            let _ = channel.close(200, "replaced after nacks".into()).await;
+        }
+    }
+
     async fn wait_for_recovery(&self, error: lapin::Error) -> Result<(), AmqpError> {
         if !is_connection_error(&error) && !error.is_amqp_hard_error() {
             return Err(AmqpError::Broker {
@@ -231,4 +292,16 @@ impl ConfirmedPublisher {
             .await
             .map_err(AmqpError::broker("recovering the connection"))
     }
+}
+
+async fn open_confirmed_channel(connection: &Connection) -> Result<Channel, AmqpError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(AmqpError::broker("opening a channel"))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(AmqpError::broker("enabling publisher confirms"))?;
+    Ok(channel)
 }

@@ -19,7 +19,10 @@
 //! left behind and nothing else is disturbed. (The Java tutorial declares
 //! a non-exclusive, non-durable queue, which RabbitMQ 4.3+ refuses.)
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection,
@@ -66,7 +69,7 @@ impl Strategy {
 /// Publishes `count` messages with `strategy` into a fresh queue and
 /// returns how long it took, every message confirmed.
 pub async fn time_strategy(
-    connection: &Connection,
+    connection: &Arc<Connection>,
     strategy: Strategy,
     count: usize,
 ) -> Result<Duration, AmqpError> {
@@ -139,7 +142,7 @@ async fn in_batches(channel: &Channel, queue: &str, count: usize) -> Result<(), 
 }
 
 async fn asynchronously(
-    connection: &Connection,
+    connection: &Arc<Connection>,
     queue: &str,
     count: usize,
 ) -> Result<(), AmqpError> {

@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let connection = connect_amqp(&cli.amqp, "publisher_confirms").await?;
+    let connection = std::sync::Arc::new(connect_amqp(&cli.amqp, "publisher_confirms").await?);
     let count = usize::try_from(cli.messages)?;
     for strategy in Strategy::ALL {
         let elapsed = time_strategy(&connection, strategy, count).await?;

@@ -1,7 +1,7 @@
 //! Sending task messages with publisher confirms (`shared::publisher`):
 //! nothing counts as sent before RabbitMQ has taken responsibility for it.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use lapin::Connection;
 
@@ -18,7 +18,7 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// Sends task messages with publisher confirms.
 #[derive(Debug)]
 pub struct AmqpProducer {
-    connection: Connection,
+    connection: Arc<Connection>,
     queue_type: QueueType,
     publisher: ConfirmedPublisher,
     declared: HashSet<String>,
@@ -26,7 +26,7 @@ pub struct AmqpProducer {
 
 impl AmqpProducer {
     pub async fn connect(settings: AmqpSettings) -> Result<Self, BrokerError> {
-        let connection = connect_amqp(&settings, "celery-sms-demo").await?;
+        let connection = Arc::new(connect_amqp(&settings, "celery-sms-demo").await?);
         let publisher = ConfirmedPublisher::open(&connection, MAX_IN_FLIGHT).await?;
         Ok(Self {
             connection,
