@@ -13,12 +13,15 @@
 //! Frames written to a socket that has failed are lost anyway, and what they
 //! carried is not lost with them: an unconfirmed publish is published again
 //! after the recovery ([`crate::ConfirmedPublisher`]) and an unacked delivery
-//! comes back from the broker. So after its first error a [`FailStop`]
-//! socket takes every write and drops it, and reads never return: lapin's
-//! loop empties its queue and reaches its reconnect step, which opens a new
-//! socket through [`FailStopReactor`] (and [`crate::nodes`] picks the node).
-//! The first error itself is passed on untouched, so lapin sees the loss as
-//! before.
+//! comes back from the broker. So after its first write error a
+//! [`FailStop`] socket takes every write and drops it, and after its first
+//! read error a read never returns: lapin's loop empties its queue and
+//! reaches its reconnect step, which opens a new socket through
+//! [`FailStopReactor`] (and [`crate::nodes`] picks the node). Each first
+//! error is passed on untouched, so lapin sees the loss as before; and the
+//! two sides fail apart, so what the broker sent before it closed the
+//! socket (a `connection.close` with its reason) is still read after a
+//! write failed.
 
 use std::{
     io::{self, IoSlice, Read, Write},
@@ -67,32 +70,35 @@ impl Reactor for FailStopReactor {
     }
 }
 
-/// A stream that, after its first error, drops what is written to it and
-/// never has anything to read (see the module's comment for why).
+/// A stream that, after a write error, drops what is written to it, and
+/// after a read error never has anything to read (see the module's comment
+/// for why).
 #[derive(Debug)]
 pub struct FailStop<S> {
     inner: S,
-    failed: bool,
+    write_failed: bool,
+    read_failed: bool,
 }
 
 impl<S> FailStop<S> {
     fn new(inner: S) -> FailStop<S> {
         FailStop {
             inner,
-            failed: false,
+            write_failed: false,
+            read_failed: false,
         }
     }
+}
 
-    /// Passes `result` on, and remembers an error. The waker is woken so
-    /// that lapin polls again and meets the failed state, instead of
-    /// waiting for an event from a socket that will send none.
-    fn watch<T>(&mut self, cx: &Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Err(_)) = &result {
-            self.failed = true;
-            cx.waker().wake_by_ref();
-        }
-        result
+/// Passes `result` on, and says whether it is an error. The waker is woken
+/// on one, so that lapin polls again and meets the failed state instead of
+/// waiting for an event from a socket that will send none.
+fn failed<T>(cx: &Context<'_>, result: &Poll<io::Result<T>>) -> bool {
+    let failed = matches!(result, Poll::Ready(Err(_)));
+    if failed {
+        cx.waker().wake_by_ref();
     }
+    failed
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FailStop<S> {
@@ -101,11 +107,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for FailStop<S> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if self.failed {
+        if self.read_failed {
             return Poll::Pending;
         }
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.watch(cx, result)
+        self.read_failed = failed(cx, &result);
+        result
     }
 }
 
@@ -115,11 +122,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FailStop<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.failed {
+        if self.write_failed {
             return Poll::Ready(Ok(buf.len()));
         }
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.watch(cx, result)
+        self.write_failed = failed(cx, &result);
+        result
     }
 
     fn poll_write_vectored(
@@ -127,23 +135,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FailStop<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.failed {
+        if self.write_failed {
             return Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()));
         }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, result)
+        self.write_failed = failed(cx, &result);
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.failed {
+        if self.write_failed {
             return Poll::Ready(Ok(()));
         }
         let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.watch(cx, result)
+        self.write_failed = failed(cx, &result);
+        result
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.failed {
+        if self.write_failed {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_close(cx)
@@ -207,6 +217,49 @@ mod tests {
         });
         let again = future::block_on(future::poll_once(socket.read(&mut buf)));
         assert!(again.is_none(), "a failed socket has nothing to read");
+    }
+
+    /// Reads fine, refuses writes: a socket the broker closed after saying why.
+    struct ClosedForWriting(futures_lite::io::Cursor<Vec<u8>>);
+
+    impl AsyncRead for ClosedForWriting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for ClosedForWriting {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn what_was_received_is_still_read_after_a_write_failed() {
+        let reason = b"connection.close 320".to_vec();
+        let mut socket = FailStop::new(ClosedForWriting(futures_lite::io::Cursor::new(
+            reason.clone(),
+        )));
+        let mut received = Vec::new();
+        future::block_on(async {
+            assert!(socket.write(b"heartbeat").await.is_err());
+            socket.read_to_end(&mut received).await.unwrap();
+        });
+        assert_eq!(received, reason);
     }
 
     #[test]

@@ -294,7 +294,9 @@ impl ConfirmedPublisher {
     }
 }
 
-async fn open_confirmed_channel(connection: &Connection) -> Result<Channel, AmqpError> {
+/// Opens a channel on `connection` in confirm mode: every publish on it is
+/// acked or nacked by the broker.
+pub async fn open_confirmed_channel(connection: &Connection) -> Result<Channel, AmqpError> {
     let channel = connection
         .create_channel()
         .await

@@ -41,12 +41,10 @@ use std::{
 use futures_lite::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, Consumer,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    },
+    options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions},
     types::FieldTable,
 };
-use shared::AmqpError;
+use shared::{AmqpError, publisher::open_confirmed_channel};
 use thiserror::Error;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::debug;
@@ -120,14 +118,7 @@ impl RpcClient {
         reply_queue: ReplyQueue,
         timeout: Duration,
     ) -> Result<Self, AmqpError> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(AmqpError::broker("opening a channel"))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(AmqpError::broker("enabling publisher confirms"))?;
+        let channel = open_confirmed_channel(connection).await?;
         let reply_to = match reply_queue {
             ReplyQueue::DirectReplyTo => DIRECT_REPLY_TO.to_owned(),
             ReplyQueue::Exclusive => channel
