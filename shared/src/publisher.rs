@@ -214,7 +214,7 @@ impl ConfirmedPublisher {
                     );
                     tokio::time::sleep(pause).await;
                     if nacks + 1 >= FRESH_CHANNEL_FROM_RETRY {
-                        self.move_to_a_fresh_channel().await?;
+                        self.move_to_a_fresh_channel().await;
                     }
                     self.resumed_at = Some(Instant::now());
                 }
@@ -246,8 +246,16 @@ impl ConfirmedPublisher {
 
     /// Publishes from now on through a new channel; the current one is
     /// closed once its messages are confirmed (or nacked, and sent again).
-    async fn move_to_a_fresh_channel(&mut self) -> Result<(), AmqpError> {
-        let fresh = open_confirmed_channel(&self.connection).await?;
+    /// If no channel can be opened now (the connection is recovering), the
+    /// current one is kept: its recovery is as fresh a start.
+    async fn move_to_a_fresh_channel(&mut self) {
+        let fresh = match open_confirmed_channel(&self.connection).await {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                debug!(%error, "no fresh channel for now; staying on this one");
+                return;
+            }
+        };
         debug!(
             from = self.channel.id(),
             to = fresh.id(),
@@ -257,7 +265,6 @@ impl ConfirmedPublisher {
         if previous.id() != self.first.id() {
             self.retired.push(previous);
         }
-        Ok(())
     }
 
     async fn close_retired_channels(&mut self) {
