@@ -7,14 +7,17 @@
 //! [`registry`] builds the SMS task with its gateway (from `SMS_GATEWAY`)
 //! and its Redis for "already sent" records, then adds the first-steps tasks
 //! and `noop`. The worker gets the result: it knows nothing about SMS.
+//! [`SmsFlags`] are the app's own `worker` flags, beside Celery's.
 
 use std::time::Duration;
 
+use celery_cli::Setup;
 use celery_core::{
     broker::Transport,
     redis_connection::{RedisConnectError, RedisConnection, RedisOptions, Role},
     registry::Registry,
 };
+use shared::Seconds;
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -23,6 +26,21 @@ use crate::{
     sms::{Gateway, GatewayConfigError},
     sms_task::SmsTask,
 };
+
+/// `--retry-backoff`: the SMS task's backoff is capped at an hour anyway.
+const RETRY_BACKOFF: Seconds = Seconds::between(0.0, 3600.0);
+
+/// The SMS task's own `worker` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SmsFlags {
+    /// First retry delay of the SMS task in seconds (doubles each retry, with jitter).
+    #[arg(long, env = "SMS_RETRY_BACKOFF", value_name = "SECONDS", default_value = "2", value_parser = RETRY_BACKOFF)]
+    pub retry_backoff: Duration,
+
+    /// Redis URL for the "SMS already sent" records (default: the broker if Redis, else the result backend).
+    #[arg(long, env = "SMS_SENT_RECORDS_URL", hide_env_values = true)]
+    pub sent_records_url: Option<String>,
+}
 
 /// Where the SMS task's "already sent" records live, and how to reach them.
 #[derive(Debug, Clone)]
@@ -44,6 +62,23 @@ pub enum AppError {
     Gateway(#[from] GatewayConfigError),
     #[error(transparent)]
     SentRecords(#[from] RedisConnectError),
+}
+
+impl From<Setup<SmsFlags>> for SmsSettings {
+    fn from(setup: Setup<SmsFlags>) -> Self {
+        SmsSettings {
+            sent_records_url: setup.flags.sent_records_url,
+            broker_url: setup.broker_url,
+            result_backend: setup.result_backend,
+            redis: setup.redis,
+            retry_backoff: setup.flags.retry_backoff,
+        }
+    }
+}
+
+/// The worker's tasks, from its flags: what `celery_cli::App::tasks_from` calls.
+pub async fn tasks(setup: Setup<SmsFlags>) -> anyhow::Result<Registry> {
+    Ok(registry(&setup.into()).await?)
 }
 
 /// Every task of the app: `SMS`, `add`, `mul`, `xsum`, `noop`.

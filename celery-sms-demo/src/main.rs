@@ -1,5 +1,6 @@
-//! `cargo run -p celery-sms-demo -- <worker|send|result|beat>` — the `celery`
-//! command of the blog, for its SMS task.
+//! `cargo run -p celery-sms-demo -- <worker|send|result|beat|inspect|control|status>`
+//! — the `celery` command of the blog, for its SMS task: the app's tasks and
+//! flags, handed to `celery_cli`, which gives it Celery's whole command line.
 //!
 //! Run with
 //!
@@ -16,30 +17,17 @@
 //! CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p celery-sms-demo -- worker
 //! ```
 
-mod cli;
+use std::process::ExitCode;
 
-use std::{io::Write, process::ExitCode};
+use celery_cli::App;
+use celery_sms_demo::app::{self, SmsFlags};
 
-use clap::Parser;
-use shared::logging;
-
-// One thread for the event loop: tasks are async and short, and keeping
-// them on one thread avoids cross-thread wake-ups (lapin runs its own I/O
-// thread; blocking work would go to spawn_blocking's pool). With Redis on
-// the other core this measured ~30% faster than the multi-thread scheduler.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    // One TLS provider for the process (ring), before anything opens a connection.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = cli::Cli::parse();
-    let _log = logging::init(cli.log.level);
-    match cli::run(cli).await {
-        // Celery's words and exit status when no worker answered.
-        Err(error) if error.is::<cli::remote::NoNodesReplied>() => {
-            logging::flush();
-            let _ = writeln!(std::io::stderr(), "Error: {error}");
-            ExitCode::from(cli::remote::NO_REPLIES_EXIT)
-        }
-        result => shared::cli::exit_code(result),
-    }
+fn main() -> ExitCode {
+    App::new("celery_tasks")
+        .about("The blog's Celery SMS task, as a Rust worker and producer that speak Celery's protocol.")
+        .version(env!("CARGO_PKG_VERSION"))
+        .default_task("SMS")
+        .flags::<SmsFlags>()
+        .tasks_from(app::tasks)
+        .main()
 }

@@ -771,10 +771,13 @@ async fn worker_with_redis_down_exits() {
 }
 
 #[tokio::test]
-async fn sms_with_one_argument() {
-    cli(&["send", "123"])
+async fn send_args_that_are_not_a_json_list() {
+    cli(&["send", "--args", "[1, 2"])
         .await
-        .assert_one_line_error(&["MOBILE CODE", "got 1 argument"]);
+        .assert_one_line_error(&["--args", "not JSON", "expected a list"]);
+    cli(&["send", "--kwargs", "[1]"])
+        .await
+        .assert_one_line_error(&["--kwargs", "expected a JSON object"]);
 }
 
 #[tokio::test]

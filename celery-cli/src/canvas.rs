@@ -17,11 +17,11 @@ use celery_core::{
 };
 use shared::{AmqpSettings, cli::print_line};
 
-use super::print_result;
+use crate::result::print_result;
 
 /// What `send --canvas` needs from the command line.
 #[derive(Debug)]
-pub(super) struct CanvasSend<'a> {
+pub(crate) struct CanvasSend<'a> {
     pub expression: &'a str,
     pub broker: &'a str,
     pub amqp: AmqpSettings,
@@ -32,7 +32,7 @@ pub(super) struct CanvasSend<'a> {
     pub wait: Option<Duration>,
 }
 
-pub(super) async fn send(request: CanvasSend<'_>) -> anyhow::Result<()> {
+pub(crate) async fn send(request: CanvasSend<'_>) -> anyhow::Result<()> {
     let mut signature = expression::parse(request.expression)?;
     let awaited = canvas::freeze(&mut signature)?;
     let plan = canvas::apply(signature, &[], &Lineage::default())?;

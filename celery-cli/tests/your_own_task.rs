@@ -59,9 +59,10 @@ os._exit(0)
 async fn a_python_client_calls_the_example_worker() {
     let queue = unique_name("your-own-task");
     let mut worker = Command::new(example())
+        .args(["worker", "--without-mingle"])
         .env("CELERY_BROKER_URL", BROKER)
         .env("CELERY_RESULT_BACKEND", RESULTS)
-        .env("CELERY_QUEUE", &queue)
+        .env("CELERY_TASK_DEFAULT_QUEUE", &queue)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use shared::{Seconds, cli::print_line};
 use thiserror::Error;
 
-use super::BrokerArgs;
+use crate::args::BrokerArgs;
 
 /// `--timeout`: Celery's default is one second per reply.
 const REPLY_TIMEOUT: Seconds = Seconds::between(0.05, 3600.0);
@@ -39,7 +39,7 @@ pub struct NoNodesReplied;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 #[value(rename_all = "snake_case")]
-pub(super) enum InspectMethod {
+pub(crate) enum InspectMethod {
     Ping,
     Stats,
     Active,
@@ -52,7 +52,7 @@ pub(super) enum InspectMethod {
 }
 
 #[derive(Args, Debug)]
-pub(super) struct Target {
+pub(crate) struct Target {
     #[command(flatten)]
     broker: BrokerArgs,
 
@@ -70,7 +70,7 @@ pub(super) struct Target {
 }
 
 #[derive(Args, Debug)]
-pub(super) struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// What to ask.
     method: InspectMethod,
 
@@ -79,7 +79,7 @@ pub(super) struct InspectArgs {
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub(super) enum ControlCommand {
+pub(crate) enum ControlCommand {
     /// Revoke tasks: workers refuse them (and with --terminate stop them if running).
     Revoke {
         #[arg(required = true)]
@@ -108,12 +108,12 @@ pub(super) enum ControlCommand {
 }
 
 #[derive(Args, Debug)]
-pub(super) struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     target: Target,
 }
 
-pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+pub(crate) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let method = args
         .method
         .to_possible_value()
@@ -143,7 +143,7 @@ pub(super) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let replies = ask(&args.target, Request::new("ping", Map::new())).await?;
     print_replies(&args.target, &replies, |_| Vec::new())?;
     if !args.target.json {
@@ -153,7 +153,7 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn control(command: ControlCommand) -> anyhow::Result<()> {
+pub(crate) async fn control(command: ControlCommand) -> anyhow::Result<()> {
     let (target, request) = match command {
         ControlCommand::Revoke {
             task_ids,
