@@ -14,7 +14,7 @@ use celery_core::{
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use shared::{
-    AmqpSettings, QueueType, Seconds,
+    AmqpSettings, QueueType, Seconds, SecretUrl,
     seconds::{DAY, TEN_YEARS},
     settings::{LogSettings, queue_name},
 };
@@ -72,11 +72,11 @@ pub(crate) enum Command<F: Args> {
 pub(crate) struct BrokerArgs {
     /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery); Redis Sentinel as sentinel://HOST:PORT;sentinel://…/DB with --sentinel-master.
     #[arg(long, env = "CELERY_BROKER_URL", default_value = DEFAULT_BROKER, hide_env_values = true)]
-    pub(crate) broker: String,
+    pub(crate) broker: SecretUrl,
 
     /// Result backend URL (redis://…, or sentinel://… with --sentinel-master); none by default, like the blog (results: disabled://).
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
-    pub(crate) result_backend: Option<String>,
+    pub(crate) result_backend: Option<SecretUrl>,
 
     /// Seconds to keep retrying the first connection while the broker (or the result backend) starts.
     #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
@@ -93,7 +93,7 @@ pub(crate) struct BrokerArgs {
 
 impl BrokerArgs {
     pub fn amqp(&self, connection_name: Option<String>) -> AmqpSettings {
-        let mut settings = AmqpSettings::new(&self.broker);
+        let mut settings = AmqpSettings::new(self.broker.clone());
         settings.connect_timeout = self.connect_timeout;
         settings.connection_name = connection_name;
         settings.url_setting = "--broker / CELERY_BROKER_URL";
@@ -185,7 +185,7 @@ pub(crate) struct BeatOptions {
 
     /// Beat: Redis holding the leader lease and the state (default: the broker if Redis, else redis://127.0.0.1:6379/7).
     #[arg(long, env = "CELERY_BEAT_LEASE_REDIS", hide_env_values = true)]
-    pub(crate) lease_redis: Option<String>,
+    pub(crate) lease_redis: Option<SecretUrl>,
 
     /// Beat: seconds the leader's lease lasts unrenewed; a standby takes over within this after the leader dies.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = LEASE_TTL)]
@@ -198,7 +198,11 @@ pub(crate) struct BeatOptions {
 
 impl BeatOptions {
     /// Reads the schedule now, so a bad file fails the command at start.
-    pub(crate) fn config(self, broker: &BrokerArgs, hostname: String) -> anyhow::Result<BeatConfig> {
+    pub(crate) fn config(
+        self,
+        broker: &BrokerArgs,
+        hostname: String,
+    ) -> anyhow::Result<BeatConfig> {
         let schedule = beat::schedule::load(&self.schedule)?;
         let mut amqp = broker.amqp(Some(format!("{hostname} beat")));
         amqp.url = broker.broker.clone();
@@ -283,7 +287,7 @@ pub(crate) struct ResultArgs {
 
     /// Result backend URL (redis://…, or sentinel://… with --sentinel-master).
     #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
-    pub(crate) result_backend: Option<String>,
+    pub(crate) result_backend: Option<SecretUrl>,
 
     /// Seconds to keep retrying the first connection while the result backend starts.
     #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
@@ -338,7 +342,9 @@ fn json_list(text: &str) -> Result<Vec<serde_json::Value>, String> {
     match serde_json::from_str(text) {
         Ok(serde_json::Value::Array(items)) => Ok(items),
         Ok(_) => Err("expected a JSON list, such as '[2, 2]'".to_owned()),
-        Err(error) => Err(format!("not JSON ({error}): expected a list, such as '[2, 2]'")),
+        Err(error) => Err(format!(
+            "not JSON ({error}): expected a list, such as '[2, 2]'"
+        )),
     }
 }
 
@@ -347,7 +353,9 @@ fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>,
     match serde_json::from_str(text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(_) => Err("expected a JSON object, such as '{\"x\": 2}'".to_owned()),
-        Err(error) => Err(format!("not JSON ({error}): expected an object, such as '{{\"x\": 2}}'")),
+        Err(error) => Err(format!(
+            "not JSON ({error}): expected an object, such as '{{\"x\": 2}}'"
+        )),
     }
 }
 
@@ -356,5 +364,33 @@ fn tasks_per_second(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate <= 1e6 => Ok(rate),
         _ => Err("expected a number of tasks per second from more than 0 to 1000000".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The parsed command line holds every URL it was given: its `Debug`
+    /// (what a `tracing` field or a bug report shows) hides the passwords.
+    #[test]
+    fn the_parsed_command_line_logs_no_password() {
+        let cli = Cli::<NoFlags>::try_parse_from([
+            "proj",
+            "worker",
+            "--broker",
+            "amqp://app:broker-s3cret@rabbit:5672/%2f",
+            "--result-backend",
+            "redis://:backend-s3cret@redis:6379/8",
+            "-B",
+            "--lease-redis",
+            "redis://:lease-s3cret@redis:6379/9",
+        ])
+        .unwrap();
+        let logged = format!("{cli:?}");
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(logged.contains("amqp://app:**@rabbit"), "{logged}");
     }
 }

@@ -56,18 +56,11 @@ mod result;
 mod send;
 mod worker;
 
-use std::{
-    ffi::OsString,
-    fmt,
-    future::Future,
-    io::Write,
-    pin::Pin,
-    process::ExitCode,
-};
+use std::{ffi::OsString, fmt, future::Future, io::Write, pin::Pin, process::ExitCode};
 
 use celery_core::{redis_connection::RedisOptions, registry::Registry};
 use clap::{Args, CommandFactory, FromArgMatches};
-use shared::logging;
+use shared::{SecretUrl, logging};
 
 pub use args::NoFlags;
 pub use remote::{NO_REPLIES_EXIT, NoNodesReplied};
@@ -84,9 +77,9 @@ pub struct Setup<F> {
     /// The application's own flags ([`App::flags`]).
     pub flags: F,
     /// The broker URL (`--broker`, `CELERY_BROKER_URL`).
-    pub broker_url: String,
+    pub broker_url: SecretUrl,
     /// The result backend's URL, if there is one.
-    pub result_backend: Option<String>,
+    pub result_backend: Option<SecretUrl>,
     /// How the worker opens Redis (start-up bound, Sentinel master): open
     /// the task's own connections the same way.
     pub redis: RedisOptions,
@@ -246,7 +239,9 @@ impl<F: Args + 'static> App<F> {
         }
         if let Some(task) = &self.default_task {
             command = command.mut_subcommand("send", |send| {
-                send.mut_arg("task", |arg| arg.default_value(task.clone()).required(false))
+                send.mut_arg("task", |arg| {
+                    arg.default_value(task.clone()).required(false)
+                })
             });
         }
         command

@@ -51,7 +51,8 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
     let mut producer = AnyProducer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
 
     if let Some(count) = args.count {
-        let make = || TaskMessage::new(&args.task, task_args.clone(), task_kwargs.clone(), &options);
+        let make =
+            || TaskMessage::new(&args.task, task_args.clone(), task_kwargs.clone(), &options);
         let sent = send_many(&args, &mut producer, count, make).await;
         producer.close().await;
         return sent;
@@ -137,7 +138,6 @@ async fn send_many(
     }
     Ok(())
 }
-
 
 impl SendArgs {
     fn result_backend_missing(&self) -> bool {

@@ -38,7 +38,9 @@ fn the_command_line_is_consistent() {
 fn every_celery_subcommand_is_there() {
     let command = app().command();
     let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
-    for name in ["worker", "beat", "send", "result", "inspect", "control", "status"] {
+    for name in [
+        "worker", "beat", "send", "result", "inspect", "control", "status",
+    ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
 }
@@ -47,7 +49,10 @@ fn every_celery_subcommand_is_there() {
 fn the_apps_own_flags_join_the_workers() {
     let command = App::new("proj").flags::<GatewayFlags>().command();
     let worker = command.find_subcommand("worker").unwrap();
-    let ids: Vec<&str> = worker.get_arguments().map(|a| a.get_id().as_str()).collect();
+    let ids: Vec<&str> = worker
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .collect();
     assert!(ids.contains(&"gateway_url"), "{ids:?}");
     assert!(ids.contains(&"concurrency"), "{ids:?}");
 }
@@ -59,7 +64,11 @@ async fn usage_errors_exit_2_and_help_exits_0_without_ending_the_process() {
     let code = app().run_from(["proj", "worker", "-c", "0"]).await;
     assert_eq!(code, ExitCode::from(2));
     let code = app().run_from(["proj", "send"]).await;
-    assert_eq!(code, ExitCode::from(2), "send needs --task when the app names no default");
+    assert_eq!(
+        code,
+        ExitCode::from(2),
+        "send needs --task when the app names no default"
+    );
     let code = app().run_from(["proj", "--help"]).await;
     assert_eq!(code, ExitCode::SUCCESS);
 }
@@ -67,8 +76,6 @@ async fn usage_errors_exit_2_and_help_exits_0_without_ending_the_process() {
 #[tokio::test]
 async fn a_command_that_fails_returns_1() {
     // No result backend: `result` fails at once, before any connection.
-    let code = app()
-        .run_from(["proj", "result", "some-id"])
-        .await;
+    let code = app().run_from(["proj", "result", "some-id"]).await;
     assert_eq!(code, ExitCode::FAILURE);
 }

@@ -40,7 +40,7 @@ async fn a_cpu_bound_task_does_not_delay_the_others() {
             TaskResult::Ok(())
         }));
     let mut config = WorkerConfig::new(BROKER);
-    config.result_backend = Some(RESULTS.to_owned());
+    config.result_backend = Some(RESULTS.into());
     config.queues = vec![queue.clone()];
     config.blocking_pool = 2;
     let signals = ShutdownSignals::default();

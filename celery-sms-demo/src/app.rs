@@ -17,7 +17,7 @@ use celery_core::{
     redis_connection::{RedisConnectError, RedisConnection, RedisOptions, Role},
     registry::Registry,
 };
-use shared::Seconds;
+use shared::{Seconds, SecretUrl};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -39,7 +39,7 @@ pub struct SmsFlags {
 
     /// Redis URL for the "SMS already sent" records (default: the broker if Redis, else the result backend).
     #[arg(long, env = "SMS_SENT_RECORDS_URL", hide_env_values = true)]
-    pub sent_records_url: Option<String>,
+    pub sent_records_url: Option<SecretUrl>,
 }
 
 /// Where the SMS task's "already sent" records live, and how to reach them.
@@ -47,9 +47,9 @@ pub struct SmsFlags {
 pub struct SmsSettings {
     /// `--sent-records-url`; `None`: the broker if it is Redis, else the
     /// result backend if it is, else no records.
-    pub sent_records_url: Option<String>,
-    pub broker_url: String,
-    pub result_backend: Option<String>,
+    pub sent_records_url: Option<SecretUrl>,
+    pub broker_url: SecretUrl,
+    pub result_backend: Option<SecretUrl>,
     /// How to open it (the start-up bound, a Sentinel master's name).
     pub redis: RedisOptions,
     /// The first retry's delay (`--retry-backoff`).
@@ -105,7 +105,7 @@ pub async fn registry(settings: &SmsSettings) -> Result<Registry, AppError> {
 /// error names the setting the URL came from. With no Redis anywhere there
 /// is no guard, and the log says so.
 async fn sent_records(settings: &SmsSettings) -> Result<Option<RedisConnection>, AppError> {
-    let is_redis = |url: &&String| matches!(Transport::of(url), Ok(Transport::Redis));
+    let is_redis = |url: &&SecretUrl| matches!(Transport::of(url), Ok(Transport::Redis));
     let records = Role::SENT_RECORDS.name;
     let (url, role) = if let Some(url) = &settings.sent_records_url {
         (url, Role::SENT_RECORDS)

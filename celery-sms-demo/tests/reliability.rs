@@ -515,7 +515,7 @@ async fn a_requeued_redis_delivery_goes_back_to_its_queue() {
             .unwrap();
     }
     let config = ConsumerConfig {
-        url: REDIS_BROKER.to_owned(),
+        url: REDIS_BROKER.into(),
         queues: vec![queue.clone()],
         prefetch: 2,
         visibility_timeout: Duration::from_secs(3600),

@@ -39,7 +39,7 @@ pub mod testing;
 
 pub use amqp::{AmqpError, QueueSpec, QueueType, connect_amqp, declare_queue};
 pub use publisher::{ConfirmedPublisher, Outgoing};
-pub use redact::Redacted;
+pub use redact::{Redacted, SecretUrl};
 pub use seconds::Seconds;
 pub use settings::{AmqpSettings, LogLevel};
 pub use shutdown::Shutdown;

@@ -34,6 +34,67 @@ impl fmt::Display for Redacted<'_> {
     }
 }
 
+/// A URL that may carry a password, as a setting holds it: the text itself
+/// for the code that connects ([`SecretUrl::expose`], or `&str` through
+/// `Deref`), and only the [`Redacted`] form for `Debug` and `Display`. So a
+/// config that holds one can derive `Debug` and still be logged whole.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(url.into())
+    }
+
+    /// The URL with its password: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as it may be shown: `amqp://guest:**@host`.
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(&self.0)
+    }
+}
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.redacted().fmt(f)
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        SecretUrl(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        SecretUrl(url.to_owned())
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl::from(url))
+    }
+}
+
 /// The URLs of a `;`-separated list, as Celery's `broker_url` takes them
 /// (`amqp://h1//;amqp://h2//`); a single URL is a list of one.
 pub fn split_url_list(list: &str) -> impl Iterator<Item = &str> {
@@ -119,7 +180,7 @@ fn write_one(f: &mut fmt::Formatter<'_>, url: &str) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use super::Redacted;
+    use super::{Redacted, SecretUrl};
 
     fn show(url: &str) -> String {
         Redacted(url).to_string()
@@ -191,6 +252,14 @@ mod tests {
         ] {
             assert_eq!(show(url), shown);
         }
+    }
+
+    #[test]
+    fn a_secret_url_is_redacted_under_debug_and_display() {
+        let url = SecretUrl::from("amqp://app:s3cret@rabbit:5672/%2f");
+        assert_eq!(format!("{url}"), "amqp://app:**@rabbit:5672/%2f");
+        assert_eq!(format!("{url:?}"), "\"amqp://app:**@rabbit:5672/%2f\"");
+        assert_eq!(url.expose(), "amqp://app:s3cret@rabbit:5672/%2f");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::{amqp::QueueType, seconds::Seconds};
+use crate::{amqp::QueueType, redact::SecretUrl, seconds::Seconds};
 
 /// The blog's broker: localhost, port 5672, vhost `/`, user guest/guest.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -24,7 +24,7 @@ pub struct AmqpSettings {
     // The default is written out by hand, with its password hidden: clap
     // would print it whole. (`--help` output is tested for passwords.)
     #[arg(long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
-    pub url: String,
+    pub url: SecretUrl,
 
     /// Seconds to keep retrying the first connection while the broker starts.
     #[arg(long, env = "AMQP_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
@@ -60,7 +60,7 @@ pub const DEFAULT_URL_SETTING: &str = "--amqp-url / AMQP_URL";
 
 impl AmqpSettings {
     /// Settings for `url` with the defaults for everything else (tests, examples).
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<SecretUrl>) -> Self {
         Self {
             url: url.into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,

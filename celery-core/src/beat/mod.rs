@@ -63,7 +63,7 @@ use lease::{Action, Change, Lease};
 use redis_lease::RedisLease;
 pub use schedule::{CatchUp, Entry, Schedule, ScheduleError, Timing};
 use scheduler::{Note, Plan};
-use shared::{AmqpSettings, ConnectionWatch, Redacted};
+use shared::{AmqpSettings, ConnectionWatch, Redacted, SecretUrl};
 use state::{StateError, StateStore};
 
 /// The header that marks a message as sent by beat.
@@ -83,11 +83,11 @@ pub const DEFAULT_LEASE_REDIS: &str = "redis://127.0.0.1:6379/7";
 #[derive(Debug, Clone)]
 pub struct BeatConfig {
     pub schedule: Schedule,
-    pub broker_url: String,
+    pub broker_url: SecretUrl,
     /// Connection settings for an AMQP broker (its URL is `broker_url`).
     pub amqp: AmqpSettings,
     /// Redis holding the lease (and, without `state_file`, the state).
-    pub lease_redis: String,
+    pub lease_redis: SecretUrl,
     pub lease_ttl: Duration,
     /// Keep the state in this JSON file rather than in Redis.
     pub state_file: Option<PathBuf>,
@@ -98,10 +98,10 @@ pub struct BeatConfig {
 impl BeatConfig {
     /// The lease Redis the issue asks for: the broker if it is Redis, else
     /// the blog's Redis.
-    pub fn default_lease_redis(broker_url: &str) -> String {
+    pub fn default_lease_redis(broker_url: &str) -> SecretUrl {
         match Transport::of(broker_url) {
-            Ok(Transport::Redis) => broker_url.to_owned(),
-            _ => DEFAULT_LEASE_REDIS.to_owned(),
+            Ok(Transport::Redis) => SecretUrl::from(broker_url),
+            _ => SecretUrl::from(DEFAULT_LEASE_REDIS),
         }
     }
 

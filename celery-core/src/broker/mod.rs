@@ -29,7 +29,7 @@ use crate::{
     protocol::{TaskMessage, redis_envelope::Received},
     redis_connection::RedisConnectError,
 };
-use shared::{AmqpError, Redacted};
+use shared::{AmqpError, Redacted, SecretUrl};
 
 /// Anything that can go wrong talking to a broker, phrased for the user.
 #[derive(Debug, Error)]
@@ -125,7 +125,7 @@ pub struct Delivery<Token> {
 /// Where and how a worker consumes.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    pub url: String,
+    pub url: SecretUrl,
     pub queues: Vec<String>,
     pub prefetch: usize,
     /// Redis only: how old an unacked entry must be for a sweep to restore it.

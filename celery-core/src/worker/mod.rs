@@ -40,7 +40,7 @@ use crate::{
     registry::Registry,
 };
 use execute::{Processed, WorkerContext, process};
-use shared::{AmqpSettings, Redacted};
+use shared::{AmqpSettings, Redacted, SecretUrl};
 
 /// Async tasks at once, by default. Tasks mostly wait (on an HTTP gateway,
 /// a database); a slot is cheap, and two slots — Celery's default of one per
@@ -56,8 +56,8 @@ pub fn default_blocking_pool() -> usize {
 /// Everything the worker needs to know.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    pub broker_url: String,
-    pub result_backend: Option<String>,
+    pub broker_url: SecretUrl,
+    pub result_backend: Option<SecretUrl>,
     /// Async tasks running at once (`-c`).
     pub concurrency: usize,
     /// Blocking tasks running at once, each on a thread of its own.
@@ -88,7 +88,7 @@ impl WorkerConfig {
     /// Celery's defaults for everything but the broker: queue `celery`, no
     /// result backend, [`DEFAULT_CONCURRENCY`], prefetch multiplier 4, a
     /// one-hour visibility timeout, node `celery@<host>`.
-    pub fn new(broker_url: impl Into<String>) -> WorkerConfig {
+    pub fn new(broker_url: impl Into<SecretUrl>) -> WorkerConfig {
         let broker_url = broker_url.into();
         WorkerConfig {
             amqp: AmqpSettings::new(broker_url.clone()),
@@ -369,4 +369,21 @@ fn settings_table(config: &WorkerConfig) -> serde_json::Map<String, serde_json::
         return serde_json::Map::new();
     };
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config is what gets logged when something goes wrong (`{config:?}`
+    /// in a bug report, a `tracing` field): no password may survive it.
+    #[test]
+    fn a_config_logged_with_debug_shows_no_password() {
+        let mut config = WorkerConfig::new("amqp://app:broker-s3cret@rabbit:5672/%2f");
+        config.result_backend = Some(SecretUrl::from("redis://:backend-s3cret@redis:6379/8"));
+        let logged = format!("{config:?} {config:#?}");
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(logged.contains("amqp://app:**@rabbit:5672/%2f"), "{logged}");
+        assert!(logged.contains("redis://:**@redis:6379/8"), "{logged}");
+    }
 }

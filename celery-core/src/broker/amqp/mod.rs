@@ -36,7 +36,7 @@ use super::{Broker, BrokerError, ConsumerConfig, Delivery};
 use crate::protocol::{
     TaskMessage, TaskProperties, amqp_table, message::task_id_of, redis_envelope::Received,
 };
-use shared::{AmqpError, AmqpSettings, QueueType, amqp::amqp_error};
+use shared::{AmqpError, AmqpSettings, QueueType, SecretUrl, amqp::amqp_error};
 
 /// The AMQP transport.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ impl Broker for Amqp {
     type Consumer = AmqpConsumer;
 
     async fn producer(url: &str, mut settings: AmqpSettings) -> Result<AmqpProducer, BrokerError> {
-        url.clone_into(&mut settings.url);
+        settings.url = SecretUrl::from(url);
         AmqpProducer::connect(settings).await
     }
 
@@ -56,7 +56,7 @@ impl Broker for Amqp {
         mut settings: AmqpSettings,
         listen: crate::control::mailbox::Listen,
     ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
-        url.clone_into(&mut settings.url);
+        settings.url = SecretUrl::from(url);
         mailbox::open(&settings, listen).await
     }
 
