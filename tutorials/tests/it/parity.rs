@@ -3,7 +3,7 @@
 //! and print the same lines for the same messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Running, Side, Vhost, run};
 

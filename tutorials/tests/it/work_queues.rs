@@ -3,7 +3,7 @@
 //! a Ctrl-C that finishes (or, twice, returns) the task in hand.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Running, Vhost, python, run, rust};
 

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
@@ -444,7 +444,7 @@ async fn a_bad_schedule_fails_with_file_and_line() {
 #[test]
 fn the_sample_schedule_file_parses() {
     use celery_core::beat::schedule::{CatchUp, Timing, parse};
-    let text = include_str!("../beat-schedule.toml");
+    let text = include_str!("../../beat-schedule.toml");
     let schedule = parse(text, "beat-schedule.toml", "beat-schedule").unwrap();
     assert_eq!(schedule.catch_up, CatchUp::Once);
     assert_eq!(schedule.entries.len(), 2);
