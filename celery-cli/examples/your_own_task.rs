@@ -49,5 +49,8 @@ fn main() -> ExitCode {
         Ok(a)
     });
     let tasks = Registry::new().register(word_count).register(fib);
-    App::new("your_own_task").tasks(tasks).main()
+    App::new("your_own_task")
+        .setting("broker_url", "redis://127.0.0.1:6379/7") // the blog's broker
+        .tasks(tasks)
+        .main()
 }

@@ -8,6 +8,7 @@ use std::{path::PathBuf, time::Duration};
 
 use celery_core::{
     beat::{self, BeatConfig},
+    config::{self, Settings},
     protocol::time::{self, parse_celery_time},
     redis_connection::RedisOptions,
 };
@@ -21,13 +22,7 @@ use shared::{
 
 use crate::remote;
 
-/// The blog's broker: `broker_url = 'redis://127.0.0.1/7'`.
-const DEFAULT_BROKER: &str = "redis://127.0.0.1:6379/7";
-
 // The ranges of the flags given in seconds (see `shared::seconds`).
-/// `--visibility-timeout`: kombu's default is an hour; a sweep every second
-/// is the most a shared broker should take, and a month the longest wait.
-const VISIBILITY_TIMEOUT: Seconds = Seconds::between(1.0, 30.0 * DAY);
 /// `--lease-ttl`: below half a second the renewals would be all beat does.
 const LEASE_TTL: Seconds = Seconds::between(0.5, 3600.0);
 /// `--countdown` and `--expires`: no further ahead than ten years.
@@ -41,6 +36,9 @@ const WAIT_TIMEOUT: Seconds = Seconds::between(0.0, DAY);
 pub(crate) struct Cli<F: Args> {
     #[command(subcommand)]
     pub command: Command<F>,
+    /// A TOML file of Celery settings by their names in lower case (`worker_concurrency = 8`, `[broker_transport_options]`): below flags and CELERY_* variables, above the app's defaults.
+    #[arg(long, global = true, env = "CELERY_CONFIG_FILE", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogSettings,
 }
@@ -68,45 +66,74 @@ pub(crate) enum Command<F: Args> {
     Status(remote::StatusArgs),
 }
 
+/// The connection flags every command has. Each is a Celery setting: a flag
+/// given overrides the environment (`CELERY_<NAME>`), which overrides the
+/// configuration file (`--config`), which overrides the app's defaults.
 #[derive(Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery); Redis Sentinel as sentinel://HOST:PORT;sentinel://…/DB with --sentinel-master.
-    #[arg(long, env = "CELERY_BROKER_URL", default_value = DEFAULT_BROKER, hide_env_values = true)]
-    pub(crate) broker: SecretUrl,
+    /// Broker URL: redis://HOST:PORT/DB or amqp://USER:PASSWORD@HOST:PORT/VHOST; a RabbitMQ cluster as a ';'-separated list (failover, as in Celery); Redis Sentinel as sentinel://HOST:PORT;sentinel://…/DB with --sentinel-master. [setting: broker_url] [env: CELERY_BROKER_URL]
+    #[arg(long)]
+    pub(crate) broker: Option<SecretUrl>,
 
-    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master); none by default, like the blog (results: disabled://).
-    #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
+    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master); none by default (results are not stored). [setting: result_backend] [env: CELERY_RESULT_BACKEND]
+    #[arg(long)]
     pub(crate) result_backend: Option<SecretUrl>,
 
-    /// Seconds to keep retrying the first connection while the broker (or the result backend) starts.
-    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
-    pub(crate) connect_timeout: Duration,
+    /// Seconds to keep retrying the first connection while the broker (or the result backend) starts [default: 30]. [setting: connect_timeout, ours] [env: CELERY_CONNECT_TIMEOUT]
+    #[arg(long, value_name = "SECONDS", value_parser = Seconds::CONNECT_TIMEOUT)]
+    pub(crate) connect_timeout: Option<Duration>,
 
-    /// RabbitMQ: the type of the queues declared (Celery's task_default_queue_type): classic, or quorum for a cluster.
-    #[arg(long, env = "CELERY_TASK_DEFAULT_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
-    pub(crate) queue_type: QueueType,
+    /// RabbitMQ: the type of the queues declared: classic (the default), or quorum for a cluster. [setting: task_default_queue_type] [env: CELERY_TASK_DEFAULT_QUEUE_TYPE]
+    #[arg(long, value_enum)]
+    pub(crate) queue_type: Option<QueueType>,
 
-    /// Redis Sentinel: the master's name, for a sentinel://HOST:PORT;sentinel://… broker or result backend (kombu's master_name).
-    #[arg(long, env = "CELERY_SENTINEL_MASTER")]
+    /// Redis Sentinel: the master's name, for a sentinel://HOST:PORT;sentinel://… broker or result backend. [setting: broker_transport_options.master_name] [env: CELERY_SENTINEL_MASTER]
+    #[arg(long)]
     pub(crate) sentinel_master: Option<String>,
 }
 
 impl BrokerArgs {
-    pub fn amqp(&self, connection_name: Option<String>) -> AmqpSettings {
-        let mut settings = AmqpSettings::new(self.broker.clone());
-        settings.connect_timeout = self.connect_timeout;
-        settings.connection_name = connection_name;
-        settings.url_setting = "--broker / CELERY_BROKER_URL";
-        settings.queue_type = self.queue_type;
-        settings.sentinel_master = self.sentinel_master.clone();
-        settings
-    }
-
-    pub fn redis(&self) -> RedisOptions {
-        RedisOptions {
-            connect_timeout: self.connect_timeout,
-            sentinel_master: self.sentinel_master.clone(),
+    /// The flags given, over the settings read from elsewhere.
+    pub(crate) fn apply(&self, settings: &mut Settings) {
+        if let Some(url) = &self.broker {
+            settings.broker_url = url.clone();
         }
+        if let Some(url) = &self.result_backend {
+            settings.result_backend = Some(url.clone());
+        }
+        if let Some(timeout) = self.connect_timeout {
+            settings.connect_timeout = timeout;
+        }
+        if let Some(queue_type) = self.queue_type {
+            settings.task_default_queue_type = queue_type;
+        }
+        if let Some(master) = &self.sentinel_master {
+            settings.broker_transport_options.master_name = Some(master.clone());
+            settings.result_backend_transport_options.master_name = Some(master.clone());
+        }
+    }
+}
+
+/// How a command connects to an AMQP broker, from the settings.
+pub(crate) fn amqp(settings: &Settings, connection_name: Option<String>) -> AmqpSettings {
+    let mut amqp = AmqpSettings::new(settings.broker_url.clone());
+    amqp.connect_timeout = settings.connect_timeout;
+    amqp.connection_name = connection_name;
+    amqp.url_setting = "--broker / CELERY_BROKER_URL";
+    amqp.queue_type = settings.task_default_queue_type;
+    amqp.sentinel_master = settings.broker_transport_options.master_name.clone();
+    amqp
+}
+
+/// How a command opens the result backend's Redis, from the settings.
+pub(crate) fn redis(settings: &Settings) -> RedisOptions {
+    RedisOptions {
+        connect_timeout: settings.connect_timeout,
+        sentinel_master: settings
+            .result_backend_transport_options
+            .master_name
+            .clone()
+            .or_else(|| settings.broker_transport_options.master_name.clone()),
     }
 }
 
@@ -115,11 +142,11 @@ pub(crate) struct WorkerArgs<F: Args> {
     #[command(flatten)]
     pub(crate) broker: BrokerArgs,
 
-    /// Async tasks run at once (default 256: tasks mostly wait on the network, and a slot is cheap).
+    /// Async tasks run at once (default 256: tasks mostly wait on the network, and a slot is cheap). [setting: worker_concurrency] [env: CELERY_WORKER_CONCURRENCY]
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) concurrency: Option<u32>,
 
-    /// Threads for blocking tasks, run beside the async ones (default: the number of CPUs).
+    /// Threads for blocking tasks, run beside the async ones (default: the number of CPUs). [setting: worker_blocking_threads, ours] [env: CELERY_WORKER_BLOCKING_THREADS]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) blocking_threads: Option<u32>,
 
@@ -127,23 +154,23 @@ pub(crate) struct WorkerArgs<F: Args> {
     #[arg(short = 'Q', long, value_delimiter = ',', value_parser = queue_name)]
     pub(crate) queues: Vec<String>,
 
-    /// Where tasks, callbacks and chain steps go when they name no queue, and what -Q defaults to (Celery's `task_default_queue`).
-    #[arg(long, env = "CELERY_TASK_DEFAULT_QUEUE", default_value = "celery", value_parser = queue_name)]
-    pub(crate) default_queue: String,
+    /// Where tasks, callbacks and chain steps go when they name no queue, and what -Q defaults to [default: celery]. [setting: task_default_queue] [env: CELERY_TASK_DEFAULT_QUEUE]
+    #[arg(long, value_parser = queue_name)]
+    pub(crate) default_queue: Option<String>,
 
-    /// Prefetch = concurrency × this.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub(crate) prefetch_multiplier: u32,
+    /// Prefetch = concurrency × this [default: 4]. [setting: worker_prefetch_multiplier] [env: CELERY_WORKER_PREFETCH_MULTIPLIER]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) prefetch_multiplier: Option<u32>,
 
-    /// Redis: seconds before an unacked message of a dead worker is restored.
-    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = VISIBILITY_TIMEOUT)]
-    pub(crate) visibility_timeout: Duration,
+    /// Redis: seconds before an unacked message of a dead worker is restored [default: 3600]. [setting: broker_transport_options.visibility_timeout]
+    #[arg(long, value_name = "SECONDS", value_parser = config::VISIBILITY_TIMEOUT)]
+    pub(crate) visibility_timeout: Option<Duration>,
 
     /// Node name, as in Celery's `-n` (default celery@%h): %h is the host name, %n its first part, %d the rest.
     #[arg(short = 'n', long, value_parser = node_name)]
     pub(crate) hostname: Option<String>,
 
-    /// Send task events, for monitors such as Flower (`celery worker -E`).
+    /// Send task events, for monitors such as Flower (`celery worker -E`). [setting: worker_send_task_events] [env: CELERY_WORKER_SEND_TASK_EVENTS]
     #[arg(short = 'E', long = "events", alias = "task-events")]
     pub(crate) task_events: bool,
 
@@ -161,6 +188,31 @@ pub(crate) struct WorkerArgs<F: Args> {
 
     #[command(flatten)]
     pub(crate) beat_options: BeatOptions,
+}
+
+impl<F: Args> WorkerArgs<F> {
+    /// The worker's flags given, over the settings read from elsewhere.
+    pub(crate) fn apply(&self, settings: &mut Settings) {
+        self.broker.apply(settings);
+        if let Some(concurrency) = self.concurrency {
+            settings.worker_concurrency = Some(concurrency);
+        }
+        if let Some(threads) = self.blocking_threads {
+            settings.worker_blocking_threads = Some(threads);
+        }
+        if let Some(queue) = &self.default_queue {
+            settings.task_default_queue = queue.clone();
+        }
+        if let Some(multiplier) = self.prefetch_multiplier {
+            settings.worker_prefetch_multiplier = multiplier;
+        }
+        if let Some(timeout) = self.visibility_timeout {
+            settings.broker_transport_options.visibility_timeout = timeout;
+        }
+        if self.task_events {
+            settings.worker_send_task_events = true;
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -200,18 +252,17 @@ impl BeatOptions {
     /// Reads the schedule now, so a bad file fails the command at start.
     pub(crate) fn config(
         self,
-        broker: &BrokerArgs,
+        settings: &Settings,
         hostname: String,
     ) -> anyhow::Result<BeatConfig> {
         let schedule = beat::schedule::load(&self.schedule)?;
-        let mut amqp = broker.amqp(Some(format!("{hostname} beat")));
-        amqp.url = broker.broker.clone();
+        let amqp = amqp(settings, Some(format!("{hostname} beat")));
         Ok(BeatConfig {
             schedule,
             lease_redis: self
                 .lease_redis
-                .unwrap_or_else(|| BeatConfig::default_lease_redis(&broker.broker)),
-            broker_url: broker.broker.clone(),
+                .unwrap_or_else(|| BeatConfig::default_lease_redis(&settings.broker_url)),
+            broker_url: settings.broker_url.clone(),
             amqp,
             lease_ttl: self.lease_ttl,
             state_file: self.state,
@@ -236,9 +287,9 @@ pub(crate) struct SendArgs {
     #[command(flatten)]
     pub(crate) broker: BrokerArgs,
 
-    /// Queue to send to (and where a canvas's steps go that name none).
-    #[arg(long, env = "CELERY_TASK_DEFAULT_QUEUE", default_value = "celery", value_parser = queue_name)]
-    pub(crate) queue: String,
+    /// Queue to send to (and where a canvas's steps go that name none) [default: the default queue]. [setting: task_default_queue] [env: CELERY_TASK_DEFAULT_QUEUE]
+    #[arg(long, value_parser = queue_name)]
+    pub(crate) queue: Option<String>,
 
     /// Send a canvas instead of one task: 'add(2, 2) | mul(8)' (a chain), '[add(1, 1), add(2, 2)]' (a group), '[add(1, 1), add(2, 2)] | xsum()' (a chord).
     #[arg(long, value_name = "EXPRESSION", conflicts_with_all = ["args", "json_args", "kwargs", "task", "count", "countdown", "eta", "expires"])]
@@ -285,17 +336,32 @@ pub(crate) struct SendArgs {
 pub(crate) struct ResultArgs {
     pub(crate) task_id: String,
 
-    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master).
-    #[arg(long, env = "CELERY_RESULT_BACKEND", hide_env_values = true)]
+    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master). [setting: result_backend] [env: CELERY_RESULT_BACKEND]
+    #[arg(long)]
     pub(crate) result_backend: Option<SecretUrl>,
 
-    /// Seconds to keep retrying the first connection while the result backend starts.
-    #[arg(long, env = "CELERY_CONNECT_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = Seconds::CONNECT_TIMEOUT)]
-    pub(crate) connect_timeout: Duration,
+    /// Seconds to keep retrying the first connection while the result backend starts [default: 30]. [setting: connect_timeout, ours] [env: CELERY_CONNECT_TIMEOUT]
+    #[arg(long, value_name = "SECONDS", value_parser = Seconds::CONNECT_TIMEOUT)]
+    pub(crate) connect_timeout: Option<Duration>,
 
-    /// Redis Sentinel: the master's name, for a sentinel://… result backend.
-    #[arg(long, env = "CELERY_SENTINEL_MASTER")]
+    /// Redis Sentinel: the master's name, for a sentinel://… result backend. [setting: result_backend_transport_options.master_name] [env: CELERY_SENTINEL_MASTER]
+    #[arg(long)]
     pub(crate) sentinel_master: Option<String>,
+}
+
+impl ResultArgs {
+    /// The flags given, over the settings read from elsewhere.
+    pub(crate) fn apply(&self, settings: &mut Settings) {
+        if let Some(url) = &self.result_backend {
+            settings.result_backend = Some(url.clone());
+        }
+        if let Some(timeout) = self.connect_timeout {
+            settings.connect_timeout = timeout;
+        }
+        if let Some(master) = &self.sentinel_master {
+            settings.result_backend_transport_options.master_name = Some(master.clone());
+        }
+    }
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

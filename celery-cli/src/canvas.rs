@@ -14,6 +14,7 @@ use celery_core::{
     backend::ResultBackend,
     broker::{AnyProducer, Producer},
     canvas::{self, Lineage, expression},
+    redis_connection::RedisOptions,
 };
 use shared::{AmqpSettings, cli::print_line};
 
@@ -26,6 +27,8 @@ pub(crate) struct CanvasSend<'a> {
     pub broker: &'a str,
     pub amqp: AmqpSettings,
     pub result_backend: Option<&'a str>,
+    /// How to open the result backend.
+    pub redis: RedisOptions,
     /// Where steps go that name no queue (`--queue`).
     pub queue: &'a str,
     /// Seconds to wait, with `--wait`.
@@ -37,7 +40,7 @@ pub(crate) async fn send(request: CanvasSend<'_>) -> anyhow::Result<()> {
     let awaited = canvas::freeze(&mut signature)?;
     let plan = canvas::apply(signature, &[], &Lineage::default())?;
     let backend = match request.result_backend {
-        Some(url) => Some(ResultBackend::connect(url, &(&request.amqp).into()).await?),
+        Some(url) => Some(ResultBackend::connect(url, &request.redis).await?),
         None if !plan.chord_sizes.is_empty() || request.wait.is_some() => bail!(
             "a chord, and --wait, need a result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         ),

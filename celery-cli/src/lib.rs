@@ -58,7 +58,11 @@ mod worker;
 
 use std::{ffi::OsString, fmt, future::Future, io::Write, pin::Pin, process::ExitCode};
 
-use celery_core::{redis_connection::RedisOptions, registry::Registry};
+use celery_core::{
+    config::{ConfigError, Settings, Sources},
+    redis_connection::RedisOptions,
+    registry::Registry,
+};
 use clap::{Args, CommandFactory, FromArgMatches};
 use shared::{SecretUrl, logging};
 
@@ -92,6 +96,7 @@ pub struct App<F: Args = NoFlags> {
     about: Option<String>,
     version: Option<String>,
     default_task: Option<String>,
+    settings: Vec<(String, serde_json::Value)>,
     tasks: BuildTasks<F>,
 }
 
@@ -113,6 +118,7 @@ impl App<NoFlags> {
             about: None,
             version: None,
             default_task: None,
+            settings: Vec::new(),
             tasks: Box::new(|_| Box::pin(async { Ok(Registry::new()) })),
         }
     }
@@ -126,6 +132,7 @@ impl App<NoFlags> {
             about: self.about,
             version: self.version,
             default_task: self.default_task,
+            settings: self.settings,
             tasks: Box::new(|_| Box::pin(async { Ok(Registry::new()) })),
         }
     }
@@ -147,6 +154,16 @@ impl<F: Args + 'static> App<F> {
         Fut: Future<Output = anyhow::Result<Registry>> + 'static,
     {
         self.tasks = Box::new(move |setup| Box::pin(build(setup)));
+        self
+    }
+
+    /// A default for one of Celery's settings, by its name, as a
+    /// `celeryconfig.py` sets it: `.setting("broker_url",
+    /// "redis://127.0.0.1:6379/7")`, `.setting("worker_concurrency", 8)`.
+    /// The configuration file, `CELERY_<NAME>` variables and flags override
+    /// it; a name that is not a setting stops every command with an error.
+    pub fn setting(mut self, name: &str, value: impl Into<serde_json::Value>) -> App<F> {
+        self.settings.push((name.to_owned(), value.into()));
         self
     }
 
@@ -223,6 +240,12 @@ impl<F: Args + 'static> App<F> {
                 let _ = writeln!(std::io::stderr(), "Error: {error}");
                 ExitCode::from(NO_REPLIES_EXIT)
             }
+            // A bad setting is a usage error, as a bad flag is: exit code 2.
+            Err(error) if error.is::<ConfigError>() => {
+                logging::flush();
+                let _ = writeln!(std::io::stderr(), "error: {error}");
+                ExitCode::from(2)
+            }
             result => shared::cli::exit_code(result),
         }
     }
@@ -247,6 +270,19 @@ impl<F: Args + 'static> App<F> {
         command
     }
 
+    /// Celery's settings from the environment, the file and the app's
+    /// defaults; the command's flags go over them.
+    fn settings(&self, file: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
+        let mut sources = Sources::from_env();
+        for (name, value) in &self.settings {
+            sources = sources.app_default(name, value.clone());
+        }
+        if let Some(path) = file {
+            sources = sources.file(path)?;
+        }
+        Settings::load(&sources)
+    }
+
     fn parse<I, T>(&self, args: I) -> Result<args::Cli<F>, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -267,14 +303,20 @@ impl<F: Args + 'static> App<F> {
         use args::Command;
         // Each command's future is boxed: together they nest too deep for
         // the compiler to lay out one future holding them all.
+        let settings = self.settings(cli.config.as_deref())?;
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
         let command: Pin<Box<dyn Future<Output = anyhow::Result<()>>>> = match cli.command {
-            Command::Worker(args) => Box::pin(worker::run_worker(args, &self.name, self.tasks)),
-            Command::Beat(args) => Box::pin(worker::run_beat(args)),
-            Command::Send(args) => Box::pin(send::send(args)),
-            Command::Result(args) => Box::pin(result::result(args)),
-            Command::Inspect(args) => Box::pin(remote::inspect(args)),
-            Command::Control(command) => Box::pin(remote::control(command)),
-            Command::Status(args) => Box::pin(remote::status(args)),
+            Command::Worker(args) => {
+                Box::pin(worker::run_worker(args, settings, &self.name, self.tasks))
+            }
+            Command::Beat(args) => Box::pin(worker::run_beat(args, settings)),
+            Command::Send(args) => Box::pin(send::send(args, settings)),
+            Command::Result(args) => Box::pin(result::result(args, settings)),
+            Command::Inspect(args) => Box::pin(remote::inspect(args, settings)),
+            Command::Control(command) => Box::pin(remote::control(command, settings)),
+            Command::Status(args) => Box::pin(remote::status(args, settings)),
         };
         command.await
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use celery_core::{
     broker::{Transport, amqp::Amqp, redis::Redis},
+    config::Settings,
     control::{Request, client, clock::LamportClock},
 };
 use clap::{Args, ValueEnum};
@@ -25,7 +26,7 @@ use serde_json::{Map, Value, json};
 use shared::{Seconds, cli::print_line};
 use thiserror::Error;
 
-use crate::args::BrokerArgs;
+use crate::args::{BrokerArgs, amqp};
 
 /// `--timeout`: Celery's default is one second per reply.
 const REPLY_TIMEOUT: Seconds = Seconds::between(0.05, 3600.0);
@@ -113,7 +114,7 @@ pub(crate) struct StatusArgs {
     target: Target,
 }
 
-pub(crate) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+pub(crate) async fn inspect(args: InspectArgs, settings: Settings) -> anyhow::Result<()> {
     let method = args
         .method
         .to_possible_value()
@@ -124,7 +125,7 @@ pub(crate) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         InspectMethod::Active => client::arguments([("safe", json!(false))]),
         _ => Map::new(),
     };
-    let replies = ask(&args.target, Request::new(&method, arguments)).await?;
+    let replies = ask(&args.target, settings, Request::new(&method, arguments)).await?;
     print_replies(&args.target, &replies, |reply| match args.method {
         InspectMethod::Ping => ok_text(reply),
         InspectMethod::Registered | InspectMethod::Revoked => list(reply),
@@ -143,8 +144,8 @@ pub(crate) async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let replies = ask(&args.target, Request::new("ping", Map::new())).await?;
+pub(crate) async fn status(args: StatusArgs, settings: Settings) -> anyhow::Result<()> {
+    let replies = ask(&args.target, settings, Request::new("ping", Map::new())).await?;
     print_replies(&args.target, &replies, |_| Vec::new())?;
     if !args.target.json {
         print_line("")?;
@@ -153,7 +154,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn control(command: ControlCommand) -> anyhow::Result<()> {
+pub(crate) async fn control(command: ControlCommand, settings: Settings) -> anyhow::Result<()> {
     let (target, request) = match command {
         ControlCommand::Revoke {
             task_ids,
@@ -175,15 +176,20 @@ pub(crate) async fn control(command: ControlCommand) -> anyhow::Result<()> {
         }
         ControlCommand::Shutdown { target } => (target, Request::new("shutdown", Map::new())),
     };
-    let replies = ask(&target, request).await?;
+    let replies = ask(&target, settings, request).await?;
     print_replies(&target, &replies, ok_text)?;
     Ok(())
 }
 
 /// Broadcasts `request` to the target's nodes and gathers the replies.
-async fn ask(target: &Target, request: Request) -> anyhow::Result<Vec<client::Reply>> {
-    let url = &target.broker.broker;
-    let settings = target.broker.amqp(None);
+async fn ask(
+    target: &Target,
+    mut settings: Settings,
+    request: Request,
+) -> anyhow::Result<Vec<client::Reply>> {
+    target.broker.apply(&mut settings);
+    let url = &settings.broker_url;
+    let settings = amqp(&settings, None);
     let request = request.to(target.destination.clone());
     let clock = LamportClock::default();
     let replies = match Transport::of(url)? {

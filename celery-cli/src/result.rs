@@ -4,24 +4,21 @@
 use anyhow::bail;
 use celery_core::{
     backend::{ResultBackend, StoredResult, TaskState},
+    config::Settings,
     protocol::pyrepr,
-    redis_connection::RedisOptions,
 };
 use shared::cli::print_line;
 
-use crate::args::ResultArgs;
+use crate::args::{ResultArgs, redis};
 
-pub(crate) async fn result(args: ResultArgs) -> anyhow::Result<()> {
-    let Some(url) = args.result_backend else {
+pub(crate) async fn result(args: ResultArgs, mut settings: Settings) -> anyhow::Result<()> {
+    args.apply(&mut settings);
+    let Some(url) = &settings.result_backend else {
         bail!(
             "no result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         );
     };
-    let options = RedisOptions {
-        connect_timeout: args.connect_timeout,
-        sentinel_master: args.sentinel_master,
-    };
-    let backend = ResultBackend::connect(&url, &options).await?;
+    let backend = ResultBackend::connect(url, &redis(&settings)).await?;
     match backend.get(&args.task_id).await? {
         Some(meta) => print_result(&meta),
         None => {

@@ -8,32 +8,43 @@ use anyhow::{Context, bail};
 use celery_core::{
     backend::ResultBackend,
     broker::{AnyProducer, Producer, Transport},
+    config::Settings,
     protocol::{SendOptions, TaskMessage, time},
 };
 use chrono::Utc;
 use serde_json::Value;
 use shared::{Shutdown, cli::print_line};
 
-use crate::{args::SendArgs, canvas, result::print_result};
+use crate::{
+    args::{SendArgs, amqp, redis},
+    canvas,
+    result::print_result,
+};
 
-pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
+pub(crate) async fn send(args: SendArgs, mut settings: Settings) -> anyhow::Result<()> {
+    args.broker.apply(&mut settings);
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| settings.task_default_queue.clone());
     if let Some(expression) = &args.canvas {
         return canvas::send(canvas::CanvasSend {
             expression,
-            broker: &args.broker.broker,
-            amqp: args.broker.amqp(None),
-            result_backend: args.broker.result_backend.as_deref(),
-            queue: &args.queue,
+            broker: &settings.broker_url,
+            amqp: amqp(&settings, None),
+            result_backend: settings.result_backend.as_deref(),
+            redis: redis(&settings),
+            queue: &queue,
             wait: args.wait.then_some(args.timeout),
         })
         .await;
     }
-    if args.wait && args.result_backend_missing() {
+    if args.wait && settings.result_backend.is_none() {
         bail!(
             "--wait needs a result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"
         );
     }
-    Transport::of(&args.broker.broker)?;
+    Transport::of(&settings.broker_url)?;
     // `--countdown` is at most ten years (its parser checks), so this fits.
     let countdown = args
         .countdown
@@ -48,12 +59,12 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
         None => args.args.iter().cloned().map(Value::String).collect(),
     };
     let task_kwargs = args.kwargs.clone().unwrap_or_default();
-    let mut producer = AnyProducer::connect(&args.broker.broker, args.broker.amqp(None)).await?;
+    let mut producer = AnyProducer::connect(&settings.broker_url, amqp(&settings, None)).await?;
 
     if let Some(count) = args.count {
         let make =
             || TaskMessage::new(&args.task, task_args.clone(), task_kwargs.clone(), &options);
-        let sent = send_many(&args, &mut producer, count, make).await;
+        let sent = send_many(&args, &queue, &mut producer, count, make).await;
         producer.close().await;
         return sent;
     }
@@ -61,16 +72,16 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
     let message = TaskMessage::new(&args.task, task_args, task_kwargs, &options);
     let id = message.headers.id.clone();
     // Subscribe before sending, as Celery does, so a fast result is not missed.
-    let waiter = match (&args.broker.result_backend, args.wait) {
+    let waiter = match (&settings.result_backend, args.wait) {
         (Some(url), true) => Some(
-            ResultBackend::connect(url, &args.broker.redis())
+            ResultBackend::connect(url, &redis(&settings))
                 .await?
                 .subscribe(&id)
                 .await?,
         ),
         _ => None,
     };
-    producer.send(&message, &args.queue).await?;
+    producer.send(&message, &queue).await?;
     producer.flush().await?;
     producer.close().await;
     print_line(&id)?;
@@ -87,6 +98,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
 /// sent by then is still confirmed and counted.
 async fn send_many(
     args: &SendArgs,
+    queue: &str,
     producer: &mut AnyProducer,
     count: u64,
     make: impl Fn() -> TaskMessage,
@@ -114,7 +126,7 @@ async fn send_many(
             }
         }
         let messages: Vec<TaskMessage> = (0..batch).map(|_| make()).collect();
-        producer.send_batch(&messages, &args.queue).await?;
+        producer.send_batch(&messages, queue).await?;
         if args.ids {
             // An id is printed only once the broker has taken the task.
             producer.flush().await?;
@@ -127,8 +139,7 @@ async fn send_many(
     producer.flush().await?;
     let seconds = started.elapsed().as_secs_f64();
     let summary = format!(
-        "sent {sent} tasks to '{}' in {seconds:.2} s: {:.0} tasks/s",
-        args.queue,
+        "sent {sent} tasks to '{queue}' in {seconds:.2} s: {:.0} tasks/s",
         sent as f64 / seconds.max(1e-9)
     );
     if args.ids {
@@ -137,10 +148,4 @@ async fn send_many(
         print_line(summary)?;
     }
     Ok(())
-}
-
-impl SendArgs {
-    fn result_backend_missing(&self) -> bool {
-        self.broker.result_backend.is_none()
-    }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use celery_core::{
     beat,
     broker::Transport,
+    config::Settings,
     worker::{self, ShutdownSignals, WorkerConfig},
 };
 use clap::Args;
@@ -14,55 +15,57 @@ use shared::Shutdown;
 
 use crate::{
     BuildTasks, Setup,
-    args::{BeatArgs, WorkerArgs},
+    args::{BeatArgs, WorkerArgs, amqp, redis},
 };
 
 pub(crate) async fn run_worker<F: Args>(
     args: WorkerArgs<F>,
+    mut settings: Settings,
     app_name: &str,
     build_tasks: BuildTasks<F>,
 ) -> anyhow::Result<()> {
     let shutdown = Shutdown::new().context("installing signal handlers")?;
-    Transport::of(&args.broker.broker)?;
+    args.apply(&mut settings);
+    Transport::of(&settings.broker_url)?;
     let hostname = args
         .hostname
         .unwrap_or_else(|| format!("celery@{}", shared::settings::hostname()));
     let beat_config = match args.beat {
-        true => Some(args.beat_options.config(&args.broker, hostname.clone())?),
+        true => Some(args.beat_options.config(&settings, hostname.clone())?),
         false => None,
     };
     let registry = build_tasks(Setup {
         flags: args.app,
-        broker_url: args.broker.broker.clone(),
-        result_backend: args.broker.result_backend.clone(),
-        redis: args.broker.redis(),
+        broker_url: settings.broker_url.clone(),
+        result_backend: settings.result_backend.clone(),
+        redis: redis(&settings),
     })
     .await?;
     // -Q defaults to the default queue, as Celery's worker consumes
     // `task_default_queue` when no queue is named.
     let queues = match args.queues.is_empty() {
-        true => vec![args.default_queue.clone()],
+        true => vec![settings.task_default_queue.clone()],
         false => args.queues,
     };
     let config = WorkerConfig {
-        amqp: args.broker.amqp(None),
-        broker_url: args.broker.broker,
-        result_backend: args.broker.result_backend,
-        concurrency: args
-            .concurrency
+        amqp: amqp(&settings, None),
+        concurrency: settings
+            .worker_concurrency
             .map_or(worker::DEFAULT_CONCURRENCY, |n| n as usize),
-        blocking_pool: args
-            .blocking_threads
+        blocking_pool: settings
+            .worker_blocking_threads
             .map_or_else(worker::default_blocking_pool, |n| n as usize),
         queues,
-        default_queue: args.default_queue,
-        prefetch_multiplier: args.prefetch_multiplier as usize,
-        visibility_timeout: args.visibility_timeout,
+        prefetch_multiplier: settings.worker_prefetch_multiplier as usize,
+        visibility_timeout: settings.broker_transport_options.visibility_timeout,
         hostname,
         app_name: app_name.to_owned(),
         banner: true,
-        task_events: args.task_events,
+        task_events: settings.worker_send_task_events,
         mingle: !args.without_mingle,
+        broker_url: settings.broker_url,
+        result_backend: settings.result_backend,
+        default_queue: settings.task_default_queue,
     };
     let signals = ShutdownSignals::on(shutdown);
     // -B: beat runs beside the worker and stops on the same first signal.
@@ -86,13 +89,13 @@ pub(crate) async fn run_worker<F: Args>(
     Ok(())
 }
 
-pub(crate) async fn run_beat(args: BeatArgs) -> anyhow::Result<()> {
+pub(crate) async fn run_beat(args: BeatArgs, mut settings: Settings) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::new().context("installing signal handlers")?;
-    Transport::of(&args.broker.broker)?;
-    let config = args.options.config(
-        &args.broker,
-        format!("beat@{}", shared::settings::hostname()),
-    )?;
+    args.broker.apply(&mut settings);
+    Transport::of(&settings.broker_url)?;
+    let config = args
+        .options
+        .config(&settings, format!("beat@{}", shared::settings::hostname()))?;
     let stop = tokio_util::sync::CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {

@@ -22,7 +22,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `celery-sms-demo` is such an application: the blog's SMS task on top.
+//! `celery-cli` turns such a registry into Celery's whole command line
+//! (`worker`, `beat`, `send`, `inspect`, …); `celery-sms-demo` is such an
+//! application: the blog's SMS task on top.
 //!
 //! # Layout
 //!
@@ -37,6 +39,7 @@
 //! | [`backend`] | the Redis result backend (`celery-task-meta-<id>`), and the chord counter |
 //! | [`control`] | remote control (`celery inspect`/`control`) and events (Flower) |
 //! | [`beat`] | Celery Beat: the schedule file, cron, due slots, the leader lease |
+//! | [`config`] | Celery's settings by their names: the environment, a TOML file, the app's defaults |
 //! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
 //!
 //! # Python Celery name → our name
@@ -51,6 +54,7 @@
 //! | `task.delay(*args)` / `apply_async` | [`protocol::TaskMessage::new`] + [`broker::Producer`] |
 //! | `AsyncResult(id).get()` | [`backend::ResultBackend`] |
 //! | `celery worker -c N -Q q` | [`worker::run`] with [`worker::WorkerConfig`] |
+//! | `app.conf`, `config_from_object`, Django's `CELERY_` settings | [`config::Settings::load`] from [`config::Sources`] |
 //! | `worker_prefetch_multiplier` | [`worker::WorkerConfig::prefetch_multiplier`] |
 //! | `task_acks_late=True` | always: ack after the task (`worker/execute.rs`) |
 //! | kombu `QoS` (`unacked`, `unacked_index`, `restore_visible`) | [`broker::redis::RedisConsumer`] |
@@ -59,7 +63,7 @@
 //! | warm / cold shutdown | [`worker::ShutdownSignals`] |
 //! | `celery beat`, `beat_schedule` | [`beat::run`], a TOML schedule file |
 //! | `add.s(2, 2)`, `.si(…)` | [`canvas::Signature`] |
-//! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::expression::parse`] or a [`canvas::Signature`], then [`canvas::freeze`] and [`canvas::apply`]; the worker runs them (`worker/canvas.rs`) |
+//! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::expression::parse`] or a [`canvas::Signature`], then [`canvas::freeze`] and [`canvas::apply()`]; the worker runs them (`worker/canvas.rs`) |
 //! | `task_default_queue` | [`worker::WorkerConfig::default_queue`] |
 //! | pidbox, `app.control.inspect()`, `app.control.revoke()` | [`control::client::broadcast`]; the worker answers in [`control::server`] |
 //! | `worker_state.revoked` | [`control::revoked::RevokedSet`] |
@@ -69,6 +73,7 @@ pub mod backend;
 pub mod beat;
 pub mod broker;
 pub mod canvas;
+pub mod config;
 pub mod control;
 pub mod protocol;
 pub mod redis_connection;

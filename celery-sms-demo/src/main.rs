@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         .about("The blog's Celery SMS task, as a Rust worker and producer that speak Celery's protocol.")
         .version(env!("CARGO_PKG_VERSION"))
         .default_task("SMS")
+        // The blog's broker: `broker_url = 'redis://127.0.0.1/7'`.
+        .setting("broker_url", "redis://127.0.0.1:6379/7")
         .flags::<SmsFlags>()
         .tasks_from(app::tasks)
         .main()

@@ -24,7 +24,7 @@ const API_TIMEOUT: Seconds = Seconds::between(0.001, 3600.0);
 /// How to reach and log in to the management HTTP API.
 #[derive(Args, Clone, Debug)]
 pub struct ApiSettings {
-    /// Management plugin URL; the HTTP API is under <URL>/api.
+    /// Management plugin URL; the HTTP API is under URL/api.
     #[arg(long, env = "RABBITMQ_API_URL", default_value = DEFAULT_API_URL)]
     pub api_url: String,
 

@@ -17,7 +17,7 @@
 //! [`FailStop`] socket takes every write and drops it, and after its first
 //! read error a read never returns: lapin's loop empties its queue and
 //! reaches its reconnect step, which opens a new socket through
-//! [`FailStopReactor`] (and [`crate::nodes`] picks the node). Each first
+//! `FailStopReactor` (and [`crate::nodes`] picks the node). Each first
 //! error is passed on untouched, so lapin sees the loss as before; and the
 //! two sides fail apart, so what the broker sent before it closed the
 //! socket (a `connection.close` with its reason) is still read after a

@@ -21,6 +21,8 @@ pub struct AmqpSettings {
     /// RabbitMQ URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (amqps:// for TLS);
     /// a cluster's nodes as a ';'-separated list, tried in turn
     /// [default: amqp://guest:**@127.0.0.1:5672/%2f]
+    #[allow(rustdoc::broken_intra_doc_links)]
+    // clap shows this text as the help: not a link
     // The default is written out by hand, with its password hidden: clap
     // would print it whole. (`--help` output is tested for passwords.)
     #[arg(long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]

@@ -79,3 +79,35 @@ async fn a_command_that_fails_returns_1() {
     let code = app().run_from(["proj", "result", "some-id"]).await;
     assert_eq!(code, ExitCode::FAILURE);
 }
+
+#[tokio::test]
+async fn a_bad_configuration_file_is_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("celery-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let misspelt = dir.join("misspelt.toml");
+    std::fs::write(&misspelt, "worker_concurency = 4\n").unwrap();
+    let path = misspelt.to_str().unwrap();
+    let code = app().run_from(["proj", "--config", path, "status"]).await;
+    assert_eq!(code, ExitCode::from(2));
+    let missing = dir.join("missing.toml");
+    let code = app()
+        .run_from([
+            "proj",
+            "result",
+            "id",
+            "--config",
+            missing.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, ExitCode::from(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_apps_default_that_is_not_a_setting_stops_every_command() {
+    let code = app()
+        .setting("brokr_url", "redis://127.0.0.1:6379/7")
+        .run_from(["proj", "result", "id"])
+        .await;
+    assert_eq!(code, ExitCode::from(2));
+}

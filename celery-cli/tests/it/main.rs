@@ -8,4 +8,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod in_process;
+mod settings;
 mod your_own_task;

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | [`signature`] | a signature's JSON, and what shape it stands for |
 //! | [`expression`] | `add(2, 2) \| mul(8)`: a canvas written on one line |
-//! | [`apply`] | a signature → the messages that start it; ids frozen first (pure) |
+//! | [`apply()`] | a signature → the messages that start it; ids frozen first (pure) |
 //! | [`follow_up`] | a finished task → what it must set off (pure) |
 //! | [`chord`] | joining a chord's header results (pure) |
 //!

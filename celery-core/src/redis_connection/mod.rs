@@ -6,7 +6,7 @@
 //! * the URL is checked first, and a bad one names the setting it came from
 //!   (`--result-backend`, not "a Redis URL somewhere");
 //! * the Redis is one address (`redis://`) or the master Redis Sentinel
-//!   names (`sentinel://…` with `--sentinel-master`; see [`locate`]);
+//!   names (`sentinel://…` with `--sentinel-master`; see `locate.rs`);
 //! * the first connect is bounded by `--connect-timeout`, and a Redis that
 //!   stays away ends in one line that says how to start one;
 //! * a Redis that answers but turns us away (wrong password, no such

@@ -4,7 +4,7 @@
 //! the result backend, if any), opens its mailbox ([`crate::control`]: it
 //! answers `celery inspect`/`control` and sends the events Flower shows),
 //! prints Celery's banner, then loops: take a delivery, spawn its processing
-//! ([`execute::process`]), repeat. Four limits keep it honest:
+//! (`execute::process`), repeat. Four limits keep it honest:
 //!
 //! * **prefetch** (`concurrency × prefetch_multiplier`, Celery's default 4):
 //!   messages taken from the broker but not yet acked, at most;

@@ -1,10 +1,10 @@
 //! The worker's side of the AMQP transport: one channel and one consumer per
-//! queue, each run by a [`QueueConsumer`] loop that forwards deliveries and
+//! queue, each run by a `QueueConsumer` loop that forwards deliveries and
 //! applies settlements.
 //!
 //! Acks are where throughput is won. Acking each task on its own costs the
 //! broker a frame per task and caps a consumer near 25,000 msgs/s here. So
-//! each queue's [`AckTracker`] finds the longest run of finished tasks, and
+//! each queue's `AckTracker` finds the longest run of finished tasks, and
 //! one `multiple = true` ack covers it — but only a *contiguous* run, since
 //! `multiple` also acks every lower tag, and a lower tag may belong to a task
 //! still running or held for its ETA. Finished tasks stuck behind such a gap
@@ -12,7 +12,7 @@
 //!
 //! A task held for its ETA must not keep its slot in the prefetch window
 //! (Celery raises the window by one per held task). How depends on the kind
-//! of window, see [`open_consumer`] and [`QueueConsumer::resubscribe`].
+//! of window, see `open_consumer` and `QueueConsumer::resubscribe`.
 
 use std::{
     collections::HashMap,

@@ -1,0 +1,37 @@
+//! The settings' names against the real Celery 5.7 in the venv: the list
+//! `celery_core::config` tells misspelt names from Celery's own by is
+//! Celery's, and every name we read is one of Celery's (or marked ours).
+
+use std::{path::PathBuf, process::Command};
+
+use celery_core::config::{CELERY_SETTINGS, SUPPORTED};
+
+fn python() -> PathBuf {
+    std::env::var_os("CELERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+#[test]
+fn the_list_matches_celerys() {
+    let output = Command::new(python())
+        .args([
+            "-c",
+            "from celery.app.defaults import NAMESPACES, flatten\nfor name, _ in flatten(NAMESPACES): print(name)",
+        ])
+        .output()
+        .expect("run scripts/python-env first (scripts/test does)");
+    assert!(output.status.success(), "{output:?}");
+    let celerys: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(CELERY_SETTINGS, celerys.as_slice());
+    let ours = ["connect_timeout", "worker_blocking_threads"];
+    for name in SUPPORTED {
+        assert!(
+            celerys.iter().any(|celery| celery == name) || ours.contains(name),
+            "{name}"
+        );
+    }
+}
