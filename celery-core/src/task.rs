@@ -1,4 +1,4 @@
-//! A task: a Celery name, parameter names, and a Rust body.
+//! A task: a Celery name, its parameters, its options, and a Rust body.
 //!
 //! ```python
 //! @app.task(name='add')
@@ -24,12 +24,43 @@
 //! then serde turns the bound values into the body's argument type. The
 //! body returns anything `Serialize` (stored as the result, shown with
 //! `repr()` in the log) or a [`TaskError`]: "retry after …" (Celery's
-//! `self.retry(countdown=…)`) or "fail with this exception".
+//! `self.retry(countdown=…)`, [`Retry`]) or "fail with this exception".
+//! `?` works in a body: the standard library's errors convert into a
+//! failure with a Python-style exception type (`error.rs`), and any other
+//! error does through [`TaskResultExt::or_fail`] (`.or_retry(countdown)`
+//! to retry on it instead).
+//!
+//! Parameters are written as Python writes them, defaults and all:
+//!
+//! ```
+//! use celery_core::task::{Task, TaskResult};
+//!
+//! // def add(x, y, z=None): return x + y + (z or 0)
+//! let add = Task::new("add", &["x", "y", "z=None"], |(x, y, z): (i64, i64, Option<i64>)| async move {
+//!     TaskResult::Ok(x + y + z.unwrap_or(0))
+//! });
+//! // def fail(*args): raise ExpectedException(*args)
+//! let fail = Task::new("fail", &["*args"], |(args,): (Vec<serde_json::Value>,)| async move {
+//!     TaskResult::<()>::Err(celery_core::task::TaskError::fail_with_args("ExpectedException", "t.integration.tasks", args))
+//! });
+//! assert!(add.problems().is_empty() && fail.problems().is_empty());
+//! ```
+//!
+//! A bound task ([`Task::bound`]) also gets the [`Request`], Celery's
+//! `self.request`: id, retries, root and parent ids, group, delivery info,
+//! custom headers. Options with Celery's names (`max_retries`,
+//! `autoretry_for`, `retry_backoff`, …) are [`TaskOptions`].
 //!
 //! What a task needs (an HTTP client, a connection pool) it captures: the
 //! body is a closure, and nothing is global. A body that blocks or burns CPU
 //! is declared with [`Task::blocking`] and runs on a bounded pool of threads
 //! of its own, so it never stalls the async tasks beside it.
+
+mod error;
+mod options;
+mod params;
+mod probe;
+mod request;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -38,54 +69,16 @@ use serde_json::{Map, Value};
 
 use crate::backend::ExceptionInfo;
 
-/// What a task body returns.
-pub type TaskResult<T> = Result<T, TaskError>;
+pub use error::{Retry, TaskError, TaskResult, TaskResultExt};
+pub use options::TaskOptions;
+pub use request::{DeliveryInfo, Request};
 
-/// Why a task body did not return a value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskError {
-    /// Run again after `countdown` (Celery's `self.retry(countdown=…, exc=…)`):
-    /// a new message with the same id and `retries + 1`, while the task's
-    /// `max_retries` allows; after that, FAILURE with `exception`.
-    Retry {
-        countdown: Duration,
-        exception: ExceptionInfo,
-    },
-    /// Failed for good, raising `exception` (stored as FAILURE).
-    Fail(ExceptionInfo),
-}
+use params::Signature;
 
-impl TaskError {
-    /// Fails with an exception of type `exc_type` from module `exc_module`
-    /// (`ValueError`, `builtins`): what Python's `get()` will raise.
-    pub fn fail(exc_type: &str, exc_module: &str, message: impl Into<String>) -> Self {
-        TaskError::Fail(ExceptionInfo::new(exc_type, exc_module, message))
-    }
-
-    /// Retries after `countdown`, recording `exception` as the reason.
-    pub fn retry(countdown: Duration, exception: ExceptionInfo) -> Self {
-        TaskError::Retry {
-            countdown,
-            exception,
-        }
-    }
-}
-
-/// What a bound task (`@app.task(bind=True)`) knows about the request it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskContext {
-    /// The task id (the result's key; the same for every retry).
-    pub id: String,
-    /// The registered name.
-    pub name: String,
-    /// How many times it was retried before this run.
-    pub retries: i64,
-}
-
-type AsyncBody = dyn Fn(TaskContext, Vec<Value>) -> Pin<Box<dyn Future<Output = TaskResult<Value>> + Send>>
+type AsyncBody = dyn Fn(Request, Vec<Value>) -> Pin<Box<dyn Future<Output = TaskResult<Value>> + Send>>
     + Send
     + Sync;
-type BlockingBody = dyn Fn(TaskContext, Vec<Value>) -> TaskResult<Value> + Send + Sync;
+type BlockingBody = dyn Fn(Request, Vec<Value>) -> TaskResult<Value> + Send + Sync;
 
 /// How a body runs.
 #[derive(Clone)]
@@ -98,14 +91,23 @@ pub(crate) enum Body {
 
 /// One registered task. Build it with [`Task::new`], [`Task::bound`] or
 /// [`Task::blocking`]; register it in a [`Registry`](crate::registry::Registry).
+///
+/// Parameters are written as Python writes them: `"x"`, `"z=None"`,
+/// `"redis_key='redis-echo'"`, `"*args"`, `"**kwargs"` (see `params.rs`).
+/// The body gets one value per named parameter, then the extra positional
+/// arguments as a list (`*args`), then the extra keyword arguments as an
+/// object (`**kwargs`), decoded by serde into its argument type.
 #[derive(Clone)]
 pub struct Task {
     name: String,
     /// The Python function name in `TypeError` messages (`send_sms_code()
     /// missing 1 required positional argument`); the task name if unset.
     function: String,
-    parameters: Vec<String>,
-    max_retries: i64,
+    signature: Signature,
+    options: TaskOptions,
+    /// What is wrong with the declaration (a bad parameter, a default of
+    /// the wrong type): the registry refuses the task with it.
+    problems: Vec<String>,
     pub(crate) body: Body,
 }
 
@@ -113,18 +115,21 @@ impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Task")
             .field("name", &self.name)
-            .field("parameters", &self.parameters)
+            .field("signature", &self.signature.display())
             .field("blocking", &matches!(self.body, Body::Blocking(_)))
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
 /// Celery's default `max_retries`.
-pub const DEFAULT_MAX_RETRIES: i64 = 3;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
 impl Task {
     /// An async task: `body` gets the arguments, bound by `parameters` and
-    /// decoded into `A` (a tuple, one element per parameter).
+    /// decoded into `A` (a tuple, one element per parameter), and returns
+    /// a [`TaskResult`]. Inside it, `?` works on the standard library's
+    /// errors and, through [`TaskResultExt::or_fail`], on any error.
     pub fn new<A, R, F, Fut>(name: &str, parameters: &[&str], body: F) -> Task
     where
         A: DeserializeOwned + Send + 'static,
@@ -132,29 +137,29 @@ impl Task {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = TaskResult<R>> + Send + 'static,
     {
-        Task::bound(name, parameters, move |_context, args| body(args))
+        Task::bound(name, parameters, move |_request, args| body(args))
     }
 
-    /// An async task that also gets the request ([`TaskContext`]): Celery's
-    /// `bind=True`.
+    /// An async task that also gets the [`Request`]: Celery's `bind=True`.
     pub fn bound<A, R, F, Fut>(name: &str, parameters: &[&str], body: F) -> Task
     where
         A: DeserializeOwned + Send + 'static,
         R: Serialize,
-        F: Fn(TaskContext, A) -> Fut + Send + Sync + 'static,
+        F: Fn(Request, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = TaskResult<R>> + Send + 'static,
     {
         let function = name.to_owned();
-        let body: Arc<AsyncBody> = Arc::new(move |context: TaskContext, bound: Vec<Value>| {
-            match decode::<A>(&function, bound) {
-                Ok(args) => {
-                    let running = body(context, args);
-                    Box::pin(async move { encode(running.await) })
+        let body: Arc<AsyncBody> =
+            Arc::new(move |request: Request, bound: Vec<Value>| {
+                match decode::<A>(&function, bound) {
+                    Ok(args) => {
+                        let running = body(request, args);
+                        Box::pin(async move { encode(running.await) })
+                    }
+                    Err(error) => Box::pin(std::future::ready(Err(error))),
                 }
-                Err(error) => Box::pin(std::future::ready(Err(error))),
-            }
-        });
-        Task::with_body(name, parameters, Body::Async(body))
+            });
+        Task::with_body::<A>(name, parameters, Body::Async(body))
     }
 
     /// A task whose body blocks (a synchronous client, file I/O) or burns
@@ -166,19 +171,40 @@ impl Task {
         R: Serialize,
         F: Fn(A) -> TaskResult<R> + Send + Sync + 'static,
     {
-        let function = name.to_owned();
-        let body: Arc<BlockingBody> = Arc::new(move |_context, bound: Vec<Value>| {
-            encode(body(decode::<A>(&function, bound)?))
-        });
-        Task::with_body(name, parameters, Body::Blocking(body))
+        Task::blocking_bound(name, parameters, move |_request, args| body(args))
     }
 
-    fn with_body(name: &str, parameters: &[&str], body: Body) -> Task {
+    /// A blocking task that also gets the [`Request`].
+    pub fn blocking_bound<A, R, F>(name: &str, parameters: &[&str], body: F) -> Task
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize,
+        F: Fn(Request, A) -> TaskResult<R> + Send + Sync + 'static,
+    {
+        let function = name.to_owned();
+        let body: Arc<BlockingBody> = Arc::new(move |request, bound: Vec<Value>| {
+            encode(body(request, decode::<A>(&function, bound)?))
+        });
+        Task::with_body::<A>(name, parameters, Body::Blocking(body))
+    }
+
+    fn with_body<A: DeserializeOwned>(name: &str, parameters: &[&str], body: Body) -> Task {
+        let mut problems = Vec::new();
+        let signature = Signature::parse(parameters).unwrap_or_else(|problem| {
+            problems.push(problem);
+            Signature::default()
+        });
+        if problems.is_empty()
+            && let Err(problem) = probe::check_defaults::<A>(&signature)
+        {
+            problems.push(problem);
+        }
         Task {
             name: name.to_owned(),
             function: name.to_owned(),
-            parameters: parameters.iter().map(|p| (*p).to_owned()).collect(),
-            max_retries: DEFAULT_MAX_RETRIES,
+            signature,
+            options: TaskOptions::default(),
+            problems,
             body,
         }
     }
@@ -190,9 +216,50 @@ impl Task {
         self
     }
 
-    /// Retries allowed after the first run (Celery's `max_retries`, default 3).
-    pub fn max_retries(mut self, max_retries: i64) -> Task {
-        self.max_retries = max_retries;
+    /// `max_retries`: a number, or `None` to retry for ever (Celery's
+    /// default is 3).
+    pub fn max_retries(mut self, max_retries: impl Into<Option<u32>>) -> Task {
+        self.options.max_retries = max_retries.into();
+        self
+    }
+
+    /// `default_retry_delay`: a retry's countdown when it names none.
+    pub fn default_retry_delay(mut self, delay: Duration) -> Task {
+        self.options.default_retry_delay = delay;
+        self
+    }
+
+    /// `autoretry_for`: failures of these exception types (`"OSError"`,
+    /// `"ConnectionRefusedError"`; `"Exception"` for all) are retried.
+    pub fn autoretry_for(mut self, exc_types: &[&str]) -> Task {
+        self.options.autoretry_for = exc_types.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// `retry_backoff`: automatic retries wait `factor × 2^retries` seconds
+    /// (Celery's `retry_backoff=True` is factor 1).
+    pub fn retry_backoff(mut self, factor: u32) -> Task {
+        self.options.retry_backoff = Some(factor);
+        self
+    }
+
+    /// `retry_backoff_max`: the backoff's cap.
+    pub fn retry_backoff_max(mut self, max: Duration) -> Task {
+        self.options.retry_backoff_max = max;
+        self
+    }
+
+    /// `retry_jitter`: randomize automatic retries' countdowns below the
+    /// backoff (on by default).
+    pub fn retry_jitter(mut self, jitter: bool) -> Task {
+        self.options.retry_jitter = jitter;
+        self
+    }
+
+    /// Every other option at once, Celery's names as fields:
+    /// `.options(TaskOptions { rate_limit: Some("10/s".into()), ..task.task_options().clone() })`.
+    pub fn options(mut self, options: TaskOptions) -> Task {
+        self.options = options;
         self
     }
 
@@ -200,16 +267,31 @@ impl Task {
         &self.name
     }
 
-    pub fn parameters(&self) -> &[String] {
-        &self.parameters
+    /// The named parameters, in order.
+    pub fn parameters(&self) -> Vec<&str> {
+        self.signature
+            .named
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// The signature as Python shows it: `x, y, z=None, *args, **kwargs`.
+    pub fn signature(&self) -> String {
+        self.signature.display()
+    }
+
+    pub fn task_options(&self) -> &TaskOptions {
+        &self.options
     }
 
     pub fn is_blocking(&self) -> bool {
         matches!(self.body, Body::Blocking(_))
     }
 
-    pub fn allowed_retries(&self) -> i64 {
-        self.max_retries
+    /// What is wrong with the task's declaration, if anything.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// Runs the task on `args`/`kwargs` here and now, as the worker would
@@ -217,7 +299,7 @@ impl Task {
     /// the calling thread): for tests, and for calling a task from Rust.
     pub async fn call(
         &self,
-        request: TaskContext,
+        request: Request,
         args: &[Value],
         kwargs: &Map<String, Value>,
     ) -> TaskResult<Value> {
@@ -230,8 +312,9 @@ impl Task {
 
     /// Binds a message's `args`/`kwargs` to the parameters, as Python would.
     pub fn bind(&self, args: &[Value], kwargs: &Map<String, Value>) -> TaskResult<Vec<Value>> {
-        let parameters: Vec<&str> = self.parameters.iter().map(String::as_str).collect();
-        bind_arguments(&self.function, &parameters, args, kwargs).map_err(TaskError::Fail)
+        self.signature
+            .bind(&self.function, args, kwargs)
+            .map_err(|text| TaskError::Fail(ExceptionInfo::new("TypeError", "builtins", text)))
     }
 }
 
@@ -266,7 +349,9 @@ fn encode<R: Serialize>(result: TaskResult<R>) -> TaskResult<Value> {
     })
 }
 
-/// Binds Celery `args`/`kwargs` to named parameters, with Python's errors.
+/// Binds Celery `args`/`kwargs` to parameters written as Python writes
+/// them (`"x"`, `"z=None"`, `"*args"`), with Python's errors: what the
+/// worker does before a body runs, without a task (the fuzz target's way in).
 pub fn bind_arguments(
     function: &str,
     parameters: &[&str],
@@ -274,52 +359,8 @@ pub fn bind_arguments(
     kwargs: &Map<String, Value>,
 ) -> Result<Vec<Value>, ExceptionInfo> {
     let type_error = |text: String| ExceptionInfo::new("TypeError", "builtins", text);
-    if args.len() > parameters.len() {
-        return Err(type_error(format!(
-            "{function}() takes {} positional arguments but {} were given",
-            parameters.len(),
-            args.len()
-        )));
-    }
-    let mut bound: Vec<Option<Value>> = parameters
-        .iter()
-        .enumerate()
-        .map(|(i, _)| args.get(i).cloned())
-        .collect();
-    for (name, value) in kwargs {
-        match parameters.iter().position(|parameter| parameter == name) {
-            None => {
-                return Err(type_error(format!(
-                    "{function}() got an unexpected keyword argument '{name}'"
-                )));
-            }
-            Some(index) if bound[index].is_some() => {
-                return Err(type_error(format!(
-                    "{function}() got multiple values for argument '{name}'"
-                )));
-            }
-            Some(index) => bound[index] = Some(value.clone()),
-        }
-    }
-    let missing: Vec<String> = parameters
-        .iter()
-        .zip(&bound)
-        .filter(|(_, value)| value.is_none())
-        .map(|(name, _)| format!("'{name}'"))
-        .collect();
-    if !missing.is_empty() {
-        let plural = if missing.len() == 1 {
-            "argument"
-        } else {
-            "arguments"
-        };
-        return Err(type_error(format!(
-            "{function}() missing {} required positional {plural}: {}",
-            missing.len(),
-            missing.join(" and ")
-        )));
-    }
-    Ok(bound.into_iter().flatten().collect())
+    let signature = Signature::parse(parameters).map_err(type_error)?;
+    signature.bind(function, args, kwargs).map_err(type_error)
 }
 
 /// `base × 2^retries`, jittered down by up to half so that many tasks failing
@@ -386,12 +427,8 @@ mod tests {
         );
     }
 
-    fn context() -> TaskContext {
-        TaskContext {
-            id: "id".into(),
-            name: "t".into(),
-            retries: 0,
-        }
+    fn context() -> Request {
+        Request::new("id", "t")
     }
 
     fn run(task: &Task, args: Value) -> TaskResult<Value> {

@@ -28,7 +28,7 @@ use celery_core::{
     backend::ExceptionInfo,
     protocol::pyrepr,
     redis_connection::{RedisConnection, is_connection_error},
-    task::{Task, TaskContext, TaskError, TaskResult, backoff},
+    task::{Request, Task, TaskError, TaskResult, backoff},
 };
 use redis::AsyncCommands;
 use serde_json::Value;
@@ -37,7 +37,7 @@ use tracing::{info, warn};
 use crate::sms::{Gateway, GatewayError};
 
 /// Retries after the first attempt, at most (Celery's `max_retries`).
-pub const MAX_RETRIES: i64 = 3;
+pub const MAX_RETRIES: u32 = 3;
 /// How long a "sent" record lives: longer than any redelivery could take.
 const SENT_RECORD_TTL: Duration = Duration::from_secs(86_400);
 /// The blog's template: "your code is {1}, valid for {2} minutes", id 1.
@@ -83,7 +83,7 @@ impl SmsTask {
         Task::bound(
             "SMS",
             &["mobile", "sms_code"],
-            move |request: TaskContext, (mobile, code): (Value, Value)| {
+            move |request: Request, (mobile, code): (Value, Value)| {
                 let sms = self.clone();
                 // Boxed: the HTTP call makes this future large, and an inlined
                 // large future is copied on every spawn of every task.
@@ -95,12 +95,7 @@ impl SmsTask {
     }
 
     /// `send_sms_code(mobile, sms_code)`.
-    async fn send_sms_code(
-        &self,
-        request: TaskContext,
-        mobile: Value,
-        code: Value,
-    ) -> TaskResult<()> {
+    async fn send_sms_code(&self, request: Request, mobile: Value, code: Value) -> TaskResult<()> {
         let (mobile, code) = (as_text("mobile", &mobile)?, as_text("sms_code", &code)?);
         validate(&mobile, &code).map_err(TaskError::Fail)?;
         let task_id = &request.id;
@@ -277,10 +272,7 @@ mod tests {
             status_code: "160038".into(),
             status_msg: "too frequent".into(),
         };
-        assert!(matches!(
-            sms.gateway_failure(&busy, 0),
-            TaskError::Retry { .. }
-        ));
+        assert!(matches!(sms.gateway_failure(&busy, 0), TaskError::Retry(_)));
         let no_such_template = GatewayError::Rejected {
             status_code: "112311".into(),
             status_msg: "模板不存在".into(),
@@ -304,7 +296,7 @@ mod tests {
         .task();
         assert_eq!(task.name(), "SMS");
         assert_eq!(task.parameters(), ["mobile", "sms_code"]);
-        assert_eq!(task.allowed_retries(), MAX_RETRIES);
+        assert_eq!(task.task_options().max_retries, Some(MAX_RETRIES));
         let error = task.bind(&[serde_json::json!("13800000000")], &Default::default());
         let Err(TaskError::Fail(error)) = error else {
             panic!("one argument for two parameters");

@@ -1,6 +1,7 @@
 //! Fuzz target: a task body `[args, kwargs, embed]` and what the worker does
 //! with it: decode it (`TaskMessage::decode`), bind the arguments the way
-//! Python would (`task::bind_arguments`), and run the app's tasks on them —
+//! Python would (`task::bind_arguments`, defaults, `*args` and `**kwargs`
+//! included), and run the app's tasks on them —
 //! the blog's SMS task (with the console gateway: nothing leaves the
 //! machine), `add`, `mul`, `xsum` and `noop`.
 //!
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use celery_core::{
     protocol::{TaskMessage, TaskProperties},
-    task::{TaskContext, bind_arguments},
+    task::{Request, bind_arguments},
 };
 use celery_sms_demo::{first_steps, sms::Gateway, sms_task::SmsTask};
 use libfuzzer_sys::fuzz_target;
@@ -49,8 +50,19 @@ fuzz_target!(|body: &[u8]| {
     .unwrap_or_else(|error| panic!("our own body does not decode: {error}")); // ok-panic: a fuzz property; libFuzzer saves the input
     assert_eq!(again, message, "the body does not round-trip");
 
-    for parameters in [&["mobile", "sms_code"][..], &["x", "y"], &["numbers"], &[]] {
+    for parameters in [
+        &["mobile", "sms_code"][..],
+        &["x", "y"],
+        &["numbers"],
+        &[],
+        &["x", "y", "z=None"],
+        &["*args"],
+        &["i", "**_"],
+        &["a", "b=1", "*rest", "**options"],
+    ] {
         if let Ok(bound) = bind_arguments("task", parameters, &message.args, &message.kwargs) {
+            // One value per named parameter, one list for *args, one
+            // object for **kwargs.
             assert_eq!(bound.len(), parameters.len());
         }
     }
@@ -59,11 +71,8 @@ fuzz_target!(|body: &[u8]| {
         None,
         Duration::from_secs(1),
     );
-    let request = TaskContext {
-        id: message.headers.id.clone(),
-        name: message.headers.task.clone(),
-        retries: message.headers.retries,
-    };
+    let request = Request::new(message.headers.id.clone(), message.headers.task.clone())
+        .with_retries(message.headers.retries);
     for task in [
         sms.task(),
         first_steps::add(),

@@ -34,7 +34,7 @@ use crate::{
         pyrepr::{abbreviate, repr},
     },
     registry::Registry,
-    task::{Body, Task, TaskContext, TaskError, TaskResult},
+    task::{Body, Request, Task, TaskError, TaskResult},
 };
 use serde_json::Value;
 
@@ -158,7 +158,7 @@ pub async fn process<B: Broker>(
         }
         let terminate = tracked.started(&name);
         context.events.task(&id, TaskEvent::Started);
-        run(&context, &task, &message, &queue, terminate).await
+        run(&context, &task, &message, &queue, redelivered, terminate).await
     };
     context.consumer.settle(token, settlement);
     Processed::Settled
@@ -195,12 +195,13 @@ async fn run(
     task: &Task,
     message: &TaskMessage,
     queue: &str,
+    redelivered: bool,
     terminate: CancellationToken,
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = execute(context, task, message) => outcome,
+        outcome = execute(context, task, message, queue, redelivered) => outcome,
         () = terminate.cancelled() => {
             info!("Terminating {id} (Signals.SIGTERM)");
             error!("Task handler raised error: Terminated(15)");
@@ -224,32 +225,72 @@ async fn run(
             );
             canvas::succeeded(context, message, value).await
         }
-        Err(TaskError::Retry {
-            exception,
-            countdown,
-        }) if message.headers.retries < task.allowed_retries() => {
-            retry(context, message, queue, exception, countdown).await
+        Err(TaskError::Retry(retry_request)) => {
+            let options = task.task_options();
+            let limit = retry_request.max_retries.unwrap_or(options.max_retries);
+            if !may_retry(limit, message.headers.retries) {
+                // Out of retries: the reason for the last one is the failure.
+                return failed(context, message, retry_request.exception).await;
+            }
+            let when = match (retry_request.eta, retry_request.countdown) {
+                (Some(eta), _) => When::At(eta),
+                (None, Some(countdown)) => When::In(countdown),
+                (None, None) => When::In(options.default_retry_delay),
+            };
+            retry(context, message, queue, retry_request.exception, when).await
         }
-        // Out of retries: the reason for the last one is the failure.
-        Err(TaskError::Fail(exception) | TaskError::Retry { exception, .. }) => {
-            error!(
-                "Task {name}[{id}] raised unexpected: {}",
-                exception.display()
-            );
-            let traceback = format!(
-                "Traceback (most recent call last):\n  (Rust task {name})\n{}\n",
-                exception.display()
-            );
-            context.events.task(
-                id,
-                TaskEvent::Failed {
-                    exception: &exception,
-                    traceback: &traceback,
-                },
-            );
-            canvas::failed(context, message, &exception, traceback).await
+        // `autoretry_for`: the failure is retried, with the task's backoff.
+        Err(TaskError::Fail(exception))
+            if task
+                .task_options()
+                .retries_automatically(&exception.exc_type)
+                && may_retry(task.task_options().max_retries, message.headers.retries) =>
+        {
+            let retries = u32::try_from(message.headers.retries.max(0)).unwrap_or(u32::MAX);
+            let countdown = task
+                .task_options()
+                .autoretry_countdown(retries, &mut rand::rng());
+            retry(context, message, queue, exception, When::In(countdown)).await
         }
+        Err(TaskError::Fail(exception)) => failed(context, message, exception).await,
     }
+}
+
+/// Whether a task retried `retries` times may retry again under `limit`
+/// (`None`: for ever).
+fn may_retry(limit: Option<u32>, retries: i64) -> bool {
+    limit.is_none_or(|max| retries < i64::from(max))
+}
+
+/// When a retry runs: Celery logs `Retry in 2s` or `Retry at <eta>`.
+enum When {
+    In(Duration),
+    At(chrono::DateTime<Utc>),
+}
+
+/// Logs, reports and stores a task's failure.
+async fn failed(
+    context: &WorkerContext<impl Broker>,
+    message: &TaskMessage,
+    exception: ExceptionInfo,
+) -> Settlement {
+    let (name, id) = (&message.headers.task, &message.headers.id);
+    error!(
+        "Task {name}[{id}] raised unexpected: {}",
+        exception.display()
+    );
+    let traceback = format!(
+        "Traceback (most recent call last):\n  (Rust task {name})\n{}\n",
+        exception.display()
+    );
+    context.events.task(
+        id,
+        TaskEvent::Failed {
+            exception: &exception,
+            traceback: &traceback,
+        },
+    );
+    canvas::failed(context, message, &exception, traceback).await
 }
 
 /// Runs the body: bound arguments, its pool, its time limit. A panic in the
@@ -259,13 +300,11 @@ async fn execute(
     context: &WorkerContext<impl Broker>,
     task: &Task,
     message: &TaskMessage,
+    queue: &str,
+    redelivered: bool,
 ) -> TaskResult<Value> {
     let bound = task.bind(&message.args, &message.kwargs)?;
-    let request = TaskContext {
-        id: message.headers.id.clone(),
-        name: message.headers.task.clone(),
-        retries: message.headers.retries,
-    };
+    let request = Request::of(message, queue, redelivered, &context.state.hostname);
     let running = async {
         match &task.body {
             Body::Async(body) => std::panic::AssertUnwindSafe(body(request, bound))
@@ -318,11 +357,16 @@ async fn retry(
     message: &TaskMessage,
     queue: &str,
     exception: ExceptionInfo,
-    countdown: Duration,
+    when: When,
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
-    // A countdown too far for the calendar means "now": a retry is never lost.
-    let eta = crate::protocol::time::after(Utc::now(), countdown).unwrap_or_else(Utc::now);
+    let eta = match &when {
+        // A countdown too far for the calendar means "now": a retry is never lost.
+        When::In(countdown) => {
+            crate::protocol::time::after(Utc::now(), *countdown).unwrap_or_else(Utc::now)
+        }
+        When::At(eta) => *eta,
+    };
     let retry = message.retry(eta);
     let sent = Box::pin(async {
         let mut producer = context.producer.lock().await;
@@ -336,11 +380,14 @@ async fn retry(
         warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
         return Settlement::Requeue;
     }
-    let reason = format!(
-        "Retry in {}s: {}",
-        countdown.as_secs_f64(),
-        exception.display()
-    );
+    let reason = match when {
+        When::In(countdown) => format!(
+            "Retry in {}s: {}",
+            countdown.as_secs_f64(),
+            exception.display()
+        ),
+        When::At(eta) => format!("Retry at {}: {}", eta.to_rfc3339(), exception.display()),
+    };
     info!("Task {name}[{id}] retry: {reason}");
     let traceback = format!("celery.exceptions.Retry: {reason}\n");
     context.events.task(

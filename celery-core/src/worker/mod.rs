@@ -110,6 +110,7 @@ impl WorkerConfig {
 }
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -117,6 +118,8 @@ pub enum WorkerError {
     Backend(#[from] BackendError),
     #[error("no tasks to run: register at least one task before starting the worker")]
     NoTasks,
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// The two stages of stopping, fired by the first and second signal.
@@ -155,6 +158,7 @@ pub async fn run(
     registry: Registry,
     signals: ShutdownSignals,
 ) -> Result<WorkerReport, WorkerError> {
+    registry.check()?;
     if registry.is_empty() {
         return Err(WorkerError::NoTasks);
     }
