@@ -9,31 +9,6 @@
 
 #![no_main]
 
-use celery_core::{
-    broker::amqp::decode_delivery,
-    protocol::amqp_table::{from_field_table, to_field_table},
-};
-use lapin::{BasicProperties, types::parsing::parse_field_table};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: &[u8]| {
-    let Ok((body, table)) = parse_field_table(input) else {
-        return;
-    };
-    let headers = from_field_table(&table);
-    assert_eq!(
-        from_field_table(&to_field_table(&headers)),
-        headers,
-        "the header table does not round-trip"
-    );
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_headers(table);
-    let received = decode_delivery(&properties, body);
-    if let Ok(message) = received.message {
-        assert_eq!(
-            received.task_id.as_deref(),
-            Some(message.headers.id.as_str())
-        );
-    }
-});
+include!("../logic/amqp_headers.rs");

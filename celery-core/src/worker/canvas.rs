@@ -15,7 +15,7 @@ use tracing::{error, warn};
 use super::execute::{WorkerContext, store_unless_ignored};
 use crate::{
     backend::{BackendError, ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState},
-    broker::{Broker, BrokerError, Producer, Settlement},
+    broker::{Broker, BrokerError, Settlement},
     canvas::{
         Lineage, Outgoing, Plan, Signature, apply,
         chord::{self, join},
@@ -147,6 +147,15 @@ impl From<BrokerError> for NotSent {
     }
 }
 
+impl From<std::sync::Arc<BrokerError>> for NotSent {
+    fn from(error: std::sync::Arc<BrokerError>) -> Self {
+        NotSent {
+            passing: error.is_connection_error(),
+            reason: error.to_string(),
+        }
+    }
+}
+
 impl From<BackendError> for NotSent {
     fn from(error: BackendError) -> Self {
         NotSent {
@@ -175,14 +184,20 @@ async fn publish(context: &WorkerContext<impl Broker>, plan: Plan) -> Result<Vec
     if plan.messages.is_empty() {
         return Ok(Vec::new());
     }
-    let mut producer = context.producer.lock().await;
-    let mut sent = Vec::with_capacity(plan.messages.len());
-    for Outgoing { message, queue } in &plan.messages {
-        let queue = queue.as_deref().unwrap_or(&context.default_queue);
-        producer.send(message, queue).await?;
-        sent.push(message.headers.id.clone());
-    }
-    producer.flush().await?;
+    let sent = plan
+        .messages
+        .iter()
+        .map(|outgoing| outgoing.message.headers.id.clone())
+        .collect();
+    let messages = plan
+        .messages
+        .into_iter()
+        .map(|Outgoing { message, queue }| {
+            let queue = queue.unwrap_or_else(|| context.default_queue.clone());
+            (message, queue)
+        })
+        .collect();
+    context.publisher.publish(messages).await?;
     Ok(sent)
 }
 

@@ -17,17 +17,17 @@ use std::{
 };
 
 use chrono::Utc;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use futures_lite::FutureExt;
 
-use super::canvas;
+use super::{canvas, publisher::Publisher};
 
 use crate::{
     backend::{ExceptionInfo, ResultBackend, ResultMeta},
-    broker::{Broker, Consumer, Delivery, Producer, Settlement},
+    broker::{Broker, Consumer, Delivery, Settlement},
     control::{Events, events::TaskEvent, state::WorkerState},
     protocol::{
         TaskMessage,
@@ -46,8 +46,9 @@ pub struct WorkerContext<B: Broker> {
     pub consumer: B::Consumer,
     pub registry: Registry,
     pub backend: Option<ResultBackend>,
-    /// Publishes retries (same broker as the consumer).
-    pub producer: Mutex<B::Producer>,
+    /// Publishes retries and follow-ups (same broker as the consumer),
+    /// grouped so that tasks finishing together share one confirm wait.
+    pub publisher: Publisher,
     /// Tasks running at once, at most (`-c`).
     pub concurrency: Arc<Semaphore>,
     /// Blocking tasks running at once, each on a thread of its own.
@@ -368,14 +369,10 @@ async fn retry(
         When::At(eta) => *eta,
     };
     let retry = message.retry(eta);
-    let sent = Box::pin(async {
-        let mut producer = context.producer.lock().await;
-        match producer.send(&retry, queue).await {
-            Ok(()) => producer.flush().await,
-            Err(error) => Err(error),
-        }
-    })
-    .await;
+    let sent = context
+        .publisher
+        .publish(vec![(retry, queue.to_owned())])
+        .await;
     if let Err(error) = sent {
         warn!("Task {name}[{id}] could not publish its retry ({error}); requeueing it");
         return Settlement::Requeue;

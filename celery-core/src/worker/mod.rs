@@ -22,6 +22,7 @@
 pub mod banner;
 mod canvas;
 mod execute;
+mod publisher;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -32,14 +33,12 @@ use tracing::info;
 
 use crate::{
     backend::{BackendError, ResultBackend},
-    broker::{
-        Broker, BrokerError, Consumer, ConsumerConfig, Producer, Transport, amqp::Amqp,
-        redis::Redis,
-    },
+    broker::{Broker, BrokerError, Consumer, ConsumerConfig, Transport, amqp::Amqp, redis::Redis},
     control::{self, ControlConfig, commands::WorkerInfo},
     registry::Registry,
 };
 use execute::{Processed, WorkerContext, process};
+use publisher::Publisher;
 use shared::{AmqpSettings, Redacted, SecretUrl};
 
 /// Async tasks at once, by default. Tasks mostly wait (on an HTTP gateway,
@@ -247,7 +246,7 @@ async fn run_on<B: Broker>(
         consumer: consumer.clone(),
         registry,
         backend,
-        producer: tokio::sync::Mutex::new(producer),
+        publisher: Publisher::start(producer),
         concurrency: Arc::new(Semaphore::new(config.concurrency.max(1))),
         blocking_pool: Arc::new(Semaphore::new(config.blocking_pool.max(1))),
         stop_waiting: CancellationToken::new(),
@@ -299,8 +298,8 @@ async fn run_on<B: Broker>(
             consumer.abandon().await;
         }
     }
-    if let Ok(producer) = Arc::try_unwrap(context).map(|context| context.producer.into_inner()) {
-        producer.close().await;
+    if let Ok(context) = Arc::try_unwrap(context) {
+        context.publisher.close().await;
     }
     control.stop().await;
     Ok(report)

@@ -145,6 +145,18 @@ async fn canvas_runs_mixed_with_python_workers(kind: Kind) {
     .await;
     succeeded_with(&chord, json!(870));
     let body = chord["id"].as_str().unwrap();
+    // The worker's log is written in batches: the result can be read before
+    // the line that says so. Wait (bounded) for one worker's line, then
+    // count them all.
+    let line = format!("Task xsum[{body}] succeeded");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !first.log_text().contains(&line) && !second.log_text().contains(&line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the chord body never ran on our workers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let body_runs = [&first, &second]
         .iter()
         .map(|worker| {

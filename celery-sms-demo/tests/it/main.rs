@@ -14,6 +14,7 @@ mod cluster;
 mod common;
 mod flag_sweep;
 mod flower;
+mod fuzz_replay;
 mod interop;
 mod quorum;
 mod reliability;
