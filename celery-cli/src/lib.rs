@@ -233,6 +233,8 @@ impl<F: Args + 'static> App<F> {
             }
         };
         let _log = logging::init(cli.log.level);
+        // The worker writes the buffered log lines out before it acks.
+        celery_core::logs::flush_with(logging::flush);
         match self.execute(cli).await {
             // Celery's words and exit status when no worker answered.
             Err(error) if error.is::<NoNodesReplied>() => {

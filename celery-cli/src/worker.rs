@@ -67,7 +67,7 @@ pub(crate) async fn run_worker<F: Args>(
         result_backend: settings.result_backend,
         default_queue: settings.task_default_queue,
     };
-    let signals = ShutdownSignals::on(shutdown);
+    let signals = stages_on(shutdown);
     // -B: beat runs beside the worker and stops on the same first signal.
     // If beat fails, the worker stops too, so the error is not lost in a log.
     let beat = beat_config.map(|config| {
@@ -104,4 +104,18 @@ pub(crate) async fn run_beat(args: BeatArgs, mut settings: Settings) -> anyhow::
     });
     beat::run(config, stop).await?;
     Ok(())
+}
+
+/// Ctrl-C and SIGTERM drive the worker's shutdown, as in Celery: the first
+/// signal starts a warm shutdown, the second a cold one.
+fn stages_on(mut shutdown: Shutdown) -> ShutdownSignals {
+    let signals = ShutdownSignals::default();
+    let stages = signals.clone();
+    tokio::spawn(async move {
+        loop {
+            shutdown.recv().await;
+            stages.next_stage();
+        }
+    });
+    signals
 }

@@ -75,8 +75,23 @@ pub mod broker;
 pub mod canvas;
 pub mod config;
 pub mod control;
+pub mod logs;
 pub mod protocol;
 pub mod redis_connection;
 pub mod registry;
 pub mod task;
 pub mod worker;
+
+pub use registry::Registry;
+pub use task::{Request, Retry, Task, TaskError, TaskOptions, TaskResult, TaskResultExt};
+
+/// What an application names most: `use celery_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        backend::ExceptionInfo,
+        config::{Settings, Sources},
+        registry::Registry,
+        task::{Request, Retry, Task, TaskError, TaskOptions, TaskResult, TaskResultExt},
+        worker::{ShutdownSignals, WorkerConfig},
+    };
+}

@@ -27,6 +27,12 @@ use crate::{
     sms_task::SmsTask,
 };
 
+/// The SMS task's "already sent" Redis, as errors and log lines name it.
+const SENT_RECORDS: Role = Role {
+    name: "the SMS sent-records Redis",
+    setting: "--sent-records-url / SMS_SENT_RECORDS_URL",
+};
+
 /// `--retry-backoff`: the SMS task's backoff is capped at an hour anyway.
 const RETRY_BACKOFF: Seconds = Seconds::between(0.0, 3600.0);
 
@@ -106,9 +112,9 @@ pub async fn registry(settings: &SmsSettings) -> Result<Registry, AppError> {
 /// is no guard, and the log says so.
 async fn sent_records(settings: &SmsSettings) -> Result<Option<RedisConnection>, AppError> {
     let is_redis = |url: &&SecretUrl| matches!(Transport::of(url), Ok(Transport::Redis));
-    let records = Role::SENT_RECORDS.name;
+    let records = SENT_RECORDS.name;
     let (url, role) = if let Some(url) = &settings.sent_records_url {
-        (url, Role::SENT_RECORDS)
+        (url, SENT_RECORDS)
     } else if let Some(url) = Some(&settings.broker_url).filter(is_redis) {
         let role = Role {
             name: records,

@@ -30,12 +30,13 @@ use crate::{
         RedisConnectError, RedisConnection, RedisOptions, Role, is_connection_error,
     },
 };
-use shared::Redacted;
+use amqp_connect::Redacted;
 
 /// Celery's default `result_expires`: one day.
 pub const RESULT_EXPIRES: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum BackendError {
     #[error(
         "unsupported result backend '{0}': only redis://, rediss:// and sentinel:// are supported (e.g. redis://127.0.0.1:6379/8)"

@@ -30,6 +30,7 @@ use thiserror::Error;
 
 /// Why a cron expression was refused, phrased for the schedule-file error.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CronError {
     #[error("cron expression must have 5 fields (minute hour day month weekday), got {0}")]
     FieldCount(usize),

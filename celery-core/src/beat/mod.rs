@@ -59,11 +59,11 @@ use crate::{
     broker::{AnyProducer, BrokerError, Producer, Transport},
     protocol::{SendOptions, TaskMessage},
 };
+use amqp_connect::{AmqpSettings, ConnectionWatch, Redacted, SecretUrl};
 use lease::{Action, Change, Lease};
 use redis_lease::RedisLease;
 pub use schedule::{CatchUp, Entry, Schedule, ScheduleError, Timing};
 use scheduler::{Note, Plan};
-use shared::{AmqpSettings, ConnectionWatch, Redacted, SecretUrl};
 use state::{StateError, StateStore};
 
 /// The header that marks a message as sent by beat.
@@ -115,6 +115,7 @@ impl BeatConfig {
 }
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum BeatError {
     #[error(transparent)]
     Schedule(#[from] ScheduleError),

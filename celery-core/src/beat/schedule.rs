@@ -26,7 +26,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::cron::Cron;
-use shared::{Seconds, seconds::TEN_YEARS};
+use amqp_connect::{Seconds, seconds::TEN_YEARS};
 
 /// What to do with slots that passed while no beat was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -45,6 +45,7 @@ pub enum CatchUp {
 
 /// A schedule file that could not be used, as one line for the user.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ScheduleError {
     #[error("cannot read the beat schedule {path}: {source}")]
     Read {
@@ -148,7 +149,7 @@ struct EntryDef {
 }
 
 /// The longest `every` and `expires`: ten years ahead (see
-/// `shared::seconds::TEN_YEARS`), far inside what the clock arithmetic holds.
+/// `amqp_connect::seconds::TEN_YEARS`), far inside what the clock arithmetic holds.
 const MAX_AHEAD_SECS: u64 = TEN_YEARS as u64;
 
 /// Celery's default queue.

@@ -26,6 +26,7 @@ use thiserror::Error;
 use super::scheduler::State;
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StateError {
     #[error("cannot {action} beat state in Redis key '{key}': {source}")]
     Redis {

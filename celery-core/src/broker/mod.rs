@@ -29,13 +29,14 @@ use crate::{
     protocol::{TaskMessage, redis_envelope::Received},
     redis_connection::RedisConnectError,
 };
-use shared::{AmqpError, Redacted, SecretUrl};
+use amqp_connect::{AmqpError, Redacted, SecretUrl};
 
 /// Anything that can go wrong talking to a broker, phrased for the user.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     #[error(
-        "unsupported broker URL '{0}': use redis://HOST:PORT/DB (the blog's redis://127.0.0.1/7) or amqp://USER:PASSWORD@HOST:5672/VHOST"
+        "unsupported broker URL '{0}': use redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0) or amqp://USER:PASSWORD@HOST:5672/VHOST"
     )]
     UnknownScheme(String),
     #[error(transparent)]
@@ -69,7 +70,7 @@ impl BrokerError {
             BrokerError::Amqp(AmqpError::Unreachable { .. }) => true,
             BrokerError::Unfinished { .. } => true,
             BrokerError::Amqp(AmqpError::Broker { source, .. }) => {
-                shared::amqp::is_connection_error(source)
+                amqp_connect::amqp::is_connection_error(source)
             }
             _ => false,
         }
@@ -132,7 +133,7 @@ pub struct ConsumerConfig {
     pub visibility_timeout: std::time::Duration,
     /// Connection settings: for AMQP all of them (their URL is `url`), for
     /// Redis the connect timeout.
-    pub amqp: shared::AmqpSettings,
+    pub amqp: amqp_connect::AmqpSettings,
 }
 
 /// The sending half of a transport: `delay()`'s side, and the worker's
@@ -200,14 +201,14 @@ pub trait Broker: 'static {
     /// for AMQP, everything else: the URL is `url`).
     fn producer(
         url: &str,
-        settings: shared::AmqpSettings,
+        settings: amqp_connect::AmqpSettings,
     ) -> impl Future<Output = Result<Self::Producer, BrokerError>> + Send;
 
     /// Opens the remote-control and events connection (`control/mailbox.rs`),
     /// listening as `listen` says.
     fn mailbox(
         url: &str,
-        settings: shared::AmqpSettings,
+        settings: amqp_connect::AmqpSettings,
         listen: crate::control::mailbox::Listen,
     ) -> impl Future<Output = Result<crate::control::mailbox::Mailbox, BrokerError>> + Send;
 
@@ -238,7 +239,7 @@ pub enum AnyProducer {
 impl AnyProducer {
     pub async fn connect(
         url: &str,
-        settings: shared::AmqpSettings,
+        settings: amqp_connect::AmqpSettings,
     ) -> Result<AnyProducer, BrokerError> {
         Ok(match Transport::of(url)? {
             Transport::Redis => AnyProducer::Redis(redis::Redis::producer(url, settings).await?),

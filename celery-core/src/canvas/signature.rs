@@ -19,6 +19,7 @@ use thiserror::Error;
 
 /// A signature that cannot be applied, phrased for the worker's log.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CanvasError {
     #[error("a canvas signature must be an object with a 'task' name, got {0}")]
     NotASignature(String),

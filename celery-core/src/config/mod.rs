@@ -33,8 +33,8 @@ mod sources;
 
 use std::{ops::RangeInclusive, path::PathBuf, time::Duration};
 
+use amqp_connect::{QueueType, Seconds, SecretUrl, seconds::DAY};
 use serde_json::Value;
-use shared::{QueueType, Seconds, SecretUrl, seconds::DAY};
 use thiserror::Error;
 
 pub use names::CELERY_SETTINGS;
@@ -322,7 +322,7 @@ fn url(raw: Raw) -> Result<SecretUrl, String> {
 }
 
 fn queue_name(raw: Raw) -> Result<String, String> {
-    shared::settings::queue_name(&text(raw)?)
+    amqp_connect::settings::queue_name(&text(raw)?)
 }
 
 fn queue_type(raw: Raw) -> Result<QueueType, String> {

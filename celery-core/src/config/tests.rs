@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
-use shared::QueueType;
+use amqp_connect::QueueType;
 
 use super::*;
 

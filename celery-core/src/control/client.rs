@@ -26,7 +26,7 @@ pub type Reply = (String, Value);
 /// Broadcasts `request` and returns the replies, in the order they came.
 pub async fn broadcast<B: Broker>(
     url: &str,
-    settings: shared::AmqpSettings,
+    settings: amqp_connect::AmqpSettings,
     request: Request,
     timeout: Duration,
     clock: &LamportClock,

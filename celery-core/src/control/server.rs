@@ -108,7 +108,7 @@ impl Control {
 /// `shutdown` command (a warm shutdown, as Celery's).
 pub async fn start<B: Broker>(
     url: &str,
-    settings: shared::AmqpSettings,
+    settings: amqp_connect::AmqpSettings,
     config: ControlConfig,
     backend: Option<ResultBackend>,
     shutdown: CancellationToken,
@@ -156,7 +156,7 @@ pub async fn start<B: Broker>(
 
 /// Celery's mingle: ask the running workers for the ids they hold revoked,
 /// so a task revoked while this worker was down is still refused here.
-async fn mingle<B: Broker>(url: &str, settings: shared::AmqpSettings, state: &WorkerState) {
+async fn mingle<B: Broker>(url: &str, settings: amqp_connect::AmqpSettings, state: &WorkerState) {
     info!("mingle: searching for neighbors");
     let hello = Request::new(
         "hello",

@@ -97,6 +97,7 @@ pub struct Embed {
 /// How a message could not be turned into a task, phrased for the log.
 /// Each variant maps to the exception Python Celery would record.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum DecodeError {
     #[error(
         "refusing to deserialize content of type {content_type}: only application/json is accepted"
@@ -437,7 +438,13 @@ fn kind_of_opt(value: &Option<Value>) -> &'static str {
 fn origin() -> String {
     static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ORIGIN
-        .get_or_init(|| format!("gen{}@{}", std::process::id(), shared::settings::hostname()))
+        .get_or_init(|| {
+            format!(
+                "gen{}@{}",
+                std::process::id(),
+                amqp_connect::settings::hostname()
+            )
+        })
         .clone()
 }
 

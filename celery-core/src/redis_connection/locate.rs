@@ -16,11 +16,11 @@
 //! that names another one is logged as ignored, so the surprise is not
 //! silent. A sentinel without a port is on 26379, Sentinel's own port.
 
+use amqp_connect::redact::split_url_list;
 use redis::{
     Client, ConnectionAddr, IntoConnectionInfo, RedisResult,
     sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
 };
-use shared::redact::split_url_list;
 use tracing::warn;
 
 /// Sentinel's default port, as kombu's `sentinel://` transport assumes.
@@ -168,7 +168,7 @@ fn parse_sentinels(list: &str) -> Result<SentinelList, String> {
         .filter(|url| !url.is_empty())
         .enumerate()
     {
-        let shown = shared::Redacted(url);
+        let shown = amqp_connect::Redacted(url);
         let Some(rest) = after_sentinel_scheme(url) else {
             return Err(format!(
                 "'{shown}' is not a sentinel:// URL; a sentinel list holds sentinel:// URLs only"

@@ -21,11 +21,11 @@ mod managed;
 
 use std::{sync::Arc, time::Duration};
 
+use amqp_connect::{ConnectionWatch, Redacted};
 use redis::{
     ErrorKind, ServerErrorKind,
     aio::{MultiplexedConnection, PubSub},
 };
-use shared::{ConnectionWatch, Redacted};
 use thiserror::Error;
 
 use locate::Locator;
@@ -52,10 +52,10 @@ impl RedisOptions {
     }
 }
 
-impl From<&shared::AmqpSettings> for RedisOptions {
+impl From<&amqp_connect::AmqpSettings> for RedisOptions {
     /// The connection settings every program passes around hold the
     /// Redis ones too.
-    fn from(settings: &shared::AmqpSettings) -> Self {
+    fn from(settings: &amqp_connect::AmqpSettings) -> Self {
         Self {
             connect_timeout: settings.connect_timeout,
             sentinel_master: settings.sentinel_master.clone(),
@@ -111,14 +111,11 @@ impl Role {
         name: "beat's lease Redis",
         setting: "--lease-redis / CELERY_BEAT_LEASE_REDIS",
     };
-    pub const SENT_RECORDS: Role = Role {
-        name: "the SMS sent-records Redis",
-        setting: "--sent-records-url / SMS_SENT_RECORDS_URL",
-    };
 }
 
 /// Opening a Redis connection failed, phrased for the user.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RedisConnectError {
     #[error(
         "invalid Redis URL '{url}' in {setting}: {reason}; expected redis://[:PASSWORD@]HOST:PORT/DB, e.g. redis://127.0.0.1:6379/7, or sentinel://HOST:26379;sentinel://HOST:26380/DB with --sentinel-master NAME"

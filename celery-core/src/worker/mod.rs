@@ -37,9 +37,9 @@ use crate::{
     control::{self, ControlConfig, commands::WorkerInfo},
     registry::Registry,
 };
+use amqp_connect::{AmqpSettings, Redacted, SecretUrl};
 use execute::{Processed, WorkerContext, process};
 use publisher::Publisher;
-use shared::{AmqpSettings, Redacted, SecretUrl};
 
 /// Async tasks at once, by default. Tasks mostly wait (on an HTTP gateway,
 /// a database); a slot is cheap, and two slots — Celery's default of one per
@@ -99,7 +99,7 @@ impl WorkerConfig {
             default_queue: "celery".to_owned(),
             prefetch_multiplier: 4,
             visibility_timeout: Duration::from_secs(3600),
-            hostname: format!("celery@{}", shared::settings::hostname()),
+            hostname: format!("celery@{}", amqp_connect::settings::hostname()),
             app_name: "celery-core".to_owned(),
             banner: false,
             task_events: false,
@@ -129,18 +129,14 @@ pub struct ShutdownSignals {
 }
 
 impl ShutdownSignals {
-    /// Celery's convention on Ctrl-C or SIGTERM: the first one starts a
-    /// warm shutdown, the second a cold one.
-    pub fn on(mut shutdown: shared::Shutdown) -> ShutdownSignals {
-        let signals = ShutdownSignals::default();
-        let stages = signals.clone();
-        tokio::spawn(async move {
-            shutdown.recv().await;
-            stages.warm.cancel();
-            shutdown.recv().await;
-            stages.cold.cancel();
-        });
-        signals
+    /// Celery's convention for signals: the first starts a warm shutdown,
+    /// the second a cold one. Call this at each signal (`celery-cli` does,
+    /// for Ctrl-C and SIGTERM).
+    pub fn next_stage(&self) {
+        match self.warm.is_cancelled() {
+            false => self.warm.cancel(),
+            true => self.cold.cancel(),
+        }
     }
 }
 
@@ -269,7 +265,7 @@ async fn run_on<B: Broker>(
     }
 
     // Warm shutdown: stop fetching, return what never started, finish the rest.
-    shared::logging::flush();
+    crate::logs::flush();
     let _ = writeln!(std::io::stderr(), "\nworker: Warm shutdown (MainProcess)");
     consumer.stop_fetching();
     context.stop_waiting.cancel();
@@ -292,7 +288,7 @@ async fn run_on<B: Broker>(
             consumer.close().await;
         }
         () = signals.cold.cancelled() => {
-            shared::logging::flush();
+            crate::logs::flush();
             let _ = writeln!(std::io::stderr(), "worker: Cold shutdown (MainProcess)");
             in_flight.abort_all();
             consumer.abandon().await;
@@ -307,7 +303,7 @@ async fn run_on<B: Broker>(
 
 /// The broker's connection facts for `inspect stats`, as kombu's
 /// `Connection.info()` names them — never the password. Read with the
-/// parsers that open the connections (redis's, and `shared::amqp`'s).
+/// parsers that open the connections (redis's, and `amqp_connect::amqp`'s).
 fn describe_broker(url: &str) -> serde_json::Value {
     use redis::IntoConnectionInfo;
 
@@ -325,7 +321,7 @@ fn describe_broker(url: &str) -> serde_json::Value {
             }
             Err(_) => return serde_json::Value::Null,
         },
-        Ok(Transport::Amqp) => match shared::amqp::parse_amqp_url(url) {
+        Ok(Transport::Amqp) => match amqp_connect::amqp::parse_amqp_url(url) {
             Ok(uri) => {
                 let ssl = matches!(uri.scheme, lapin::uri::AMQPScheme::AMQPS);
                 let user = Some(uri.authority.userinfo.username).filter(|user| !user.is_empty());

@@ -38,7 +38,7 @@ use super::{
     declare_celery_queue, decode_delivery,
 };
 use crate::broker::{BrokerError, Consumer, Delivery, Settlement};
-use shared::{AmqpError, AmqpSettings, QueueType, connect_amqp};
+use amqp_connect::{AmqpError, AmqpSettings, QueueType, connect_amqp};
 
 /// How often finished tasks are acked, and how many trigger an ack at once.
 const ACK_INTERVAL: Duration = Duration::from_millis(5);
@@ -515,7 +515,7 @@ impl QueueConsumer {
         }
         // These tasks' log lines leave before their acks: a worker killed
         // right after an ack has still logged what it ran.
-        shared::logging::flush();
+        crate::logs::flush();
         for ack in due {
             let (tag, multiple) = match ack {
                 Ack::Through(tag) => (tag, true),

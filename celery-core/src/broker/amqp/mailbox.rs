@@ -11,7 +11,7 @@
 //! * events: the durable topic exchange `celeryev`, routing key = the event
 //!   type with `.` for `-`.
 //!
-//! The connection is lapin's self-recovering one (`shared::connect_amqp`):
+//! The connection is lapin's self-recovering one (`amqp_connect::connect_amqp`):
 //! after a broker restart it declares all of this again by itself.
 
 use futures_lite::StreamExt;
@@ -35,7 +35,7 @@ use crate::{
     },
     protocol::amqp_table,
 };
-use shared::{AmqpError, AmqpSettings, amqp::amqp_error, connect_amqp};
+use amqp_connect::{AmqpError, AmqpSettings, amqp::amqp_error, connect_amqp};
 
 /// Celery's `control_queue_ttl` and `control_queue_expires`, in ms.
 const QUEUE_TTL_MS: i32 = 300_000;
@@ -44,7 +44,7 @@ const EVENT_EXCHANGE: &str = "celeryev";
 
 /// Opens the mailbox on the RabbitMQ of `settings.url`.
 pub async fn open(settings: &AmqpSettings, listen: Listen) -> Result<Mailbox, BrokerError> {
-    let connection = connect_amqp(settings, "celery-sms-demo mailbox").await?;
+    let connection = connect_amqp(settings, "celery-core mailbox").await?;
     let channel = connection
         .create_channel()
         .await

@@ -36,7 +36,7 @@ use super::{Broker, BrokerError, ConsumerConfig, Delivery};
 use crate::protocol::{
     TaskMessage, TaskProperties, amqp_table, message::task_id_of, redis_envelope::Received,
 };
-use shared::{AmqpError, AmqpSettings, QueueType, SecretUrl, amqp::amqp_error};
+use amqp_connect::{AmqpError, AmqpSettings, QueueType, SecretUrl, amqp::amqp_error};
 
 /// The AMQP transport.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! Sending task messages with publisher confirms (`shared::publisher`):
+//! Sending task messages with publisher confirms (`amqp_connect::publisher`):
 //! nothing counts as sent before RabbitMQ has taken responsibility for it.
 
 use std::{collections::HashSet, sync::Arc};
@@ -10,7 +10,7 @@ use crate::{
     broker::{BrokerError, Producer},
     protocol::TaskMessage,
 };
-use shared::{AmqpSettings, ConfirmedPublisher, Outgoing, QueueType, connect_amqp};
+use amqp_connect::{AmqpSettings, ConfirmedPublisher, Outgoing, QueueType, connect_amqp};
 
 /// Unconfirmed messages in flight when sending many tasks.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -26,7 +26,7 @@ pub struct AmqpProducer {
 
 impl AmqpProducer {
     pub async fn connect(settings: AmqpSettings) -> Result<Self, BrokerError> {
-        let connection = Arc::new(connect_amqp(&settings, "celery-sms-demo").await?);
+        let connection = Arc::new(connect_amqp(&settings, "celery-core").await?);
         let publisher = ConfirmedPublisher::open(&connection, MAX_IN_FLIGHT).await?;
         Ok(Self {
             connection,

@@ -42,7 +42,7 @@ impl RedisConsumer {
             let requeued: Vec<String> = requeued.into_iter().map(|(tag, _)| tag).collect();
             // These tasks' log lines leave before their acks: a worker
             // killed right after an ack has still logged what it ran.
-            shared::logging::flush();
+            crate::logs::flush();
             if !done.is_empty() && !self.retrying("acking tasks", || self.ack_tags(&done)).await {
                 return;
             }

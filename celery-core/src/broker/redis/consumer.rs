@@ -37,7 +37,7 @@ pub struct RedisToken {
 /// What the consumer needs to know.
 #[derive(Debug, Clone)]
 pub struct RedisConsumerConfig {
-    pub url: shared::SecretUrl,
+    pub url: amqp_connect::SecretUrl,
     pub queues: Vec<String>,
     /// Messages fetched but not settled, at most (concurrency × multiplier).
     pub prefetch: usize,

@@ -69,14 +69,14 @@ impl Broker for Redis {
 
     async fn producer(
         url: &str,
-        settings: shared::AmqpSettings,
+        settings: amqp_connect::AmqpSettings,
     ) -> Result<RedisProducer, BrokerError> {
         RedisProducer::connect(url, &(&settings).into()).await
     }
 
     async fn mailbox(
         url: &str,
-        settings: shared::AmqpSettings,
+        settings: amqp_connect::AmqpSettings,
         listen: crate::control::mailbox::Listen,
     ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
         mailbox::open(url, &(&settings).into(), listen).await

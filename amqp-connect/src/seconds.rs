@@ -13,9 +13,7 @@
 //! error: invalid value '1e20' for '--connect-timeout <SECONDS>': expected a number of seconds from 0 to 86400
 //! ```
 
-use std::{ffi::OsStr, time::Duration};
-
-use clap::builder::TypedValueParser;
+use std::time::Duration;
 
 /// A day, in seconds: the range of most timeouts.
 pub const DAY: f64 = 86_400.0;
@@ -65,14 +63,17 @@ impl Seconds {
     }
 }
 
-impl TypedValueParser for Seconds {
+/// With the `clap` feature, a range is a flag's value parser:
+/// `#[arg(value_parser = Seconds::CONNECT_TIMEOUT)]`.
+#[cfg(feature = "clap")]
+impl clap::builder::TypedValueParser for Seconds {
     type Value = Duration;
 
     fn parse_ref(
         &self,
         command: &clap::Command,
         arg: Option<&clap::Arg>,
-        value: &OsStr,
+        value: &std::ffi::OsStr,
     ) -> Result<Duration, clap::Error> {
         // clap's own function parser formats the error (flag, value, reason)
         // exactly like every other invalid value.
@@ -105,6 +106,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "clap")]
     #[test]
     fn clap_names_the_flag_and_the_range() {
         use clap::{Arg, Command};

@@ -70,6 +70,7 @@ const FRAME_MAX: u32 = 32 * 1024;
 
 /// Everything that can go wrong between us and RabbitMQ, phrased for the user.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum AmqpError {
     #[error(
         "invalid AMQP URL '{url}': {reason}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -181,7 +182,8 @@ pub struct QueueSpec {
 
 /// RabbitMQ's queue types, as `--queue-type` (Celery's
 /// `task_default_queue_type` uses the same names).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum QueueType {
     /// A single-node queue: what `queue_declare` makes unless told otherwise.
     #[default]
@@ -516,6 +518,11 @@ pub fn is_connection_error(error: &lapin::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The broker the tests use: `AMQP_URL`, or the blog's.
+    fn test_url() -> String {
+        std::env::var("AMQP_URL").unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned())
+    }
+
     use super::*;
 
     #[test]
@@ -545,7 +552,7 @@ mod tests {
     /// (it sizes lapin's buffers), and a `?frame_max=` in the URL wins.
     #[tokio::test]
     async fn offers_small_frames_unless_the_url_asks_for_others() {
-        let url = crate::testing::amqp_url();
+        let url = test_url();
         for (query, expected) in [("", FRAME_MAX), ("?frame_max=65536", 65536)] {
             let settings = AmqpSettings::new(format!("{url}{query}"));
             let connection = connect_amqp(&settings, "shared frame_max test")
@@ -560,7 +567,7 @@ mod tests {
     /// one (what a program started while a cluster node is away does).
     #[tokio::test]
     async fn a_list_connects_to_the_first_node_that_answers() {
-        let url = crate::testing::amqp_url();
+        let url = test_url();
         let uri = parse_amqp_url(&url).unwrap();
         let vhost = if uri.vhost == "/" {
             "%2f"
