@@ -32,6 +32,7 @@
 //! | [`fail_stop`] | a socket that stays failed, so lapin's recovery always starts  |
 //! | [`publisher`] | publisher confirms with a window; republish after recovery     |
 //! | [`redact`]    | `amqp://guest:**@host` — URLs that are safe to print           |
+//! | [`report`]    | an error and its causes as one line                            |
 //! | [`seconds`]   | `--timeout 30`: seconds parsed once into a checked `Duration`   |
 //! | [`watch`]     | one warning when a connection is lost, one line when it is back |
 
@@ -40,6 +41,7 @@ pub mod fail_stop;
 pub mod nodes;
 pub mod publisher;
 pub mod redact;
+pub mod report;
 pub mod seconds;
 pub mod settings;
 pub mod watch;

@@ -24,24 +24,7 @@ pub fn exit_code<E: AsRef<dyn std::error::Error>>(result: Result<(), E>) -> Exit
     }
 }
 
-/// An error and its causes on one line, "outer: inner", each said once.
-///
-/// Many errors already quote their cause in their own message (lapin's do,
-/// and ours do so that `Display` alone is complete); printing the chain as
-/// it stands would then say the same cause two or three times over.
-pub fn one_line(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let text = inner.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = inner.source();
-    }
-    line
-}
+pub use amqp_connect::report::one_line;
 
 /// Standard output went away (`producer | head -0`, a closed terminal).
 #[derive(Debug, Error)]

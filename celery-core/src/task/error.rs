@@ -29,6 +29,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use amqp_connect::report::one_line;
+
 use crate::backend::ExceptionInfo;
 
 /// What a task body returns.
@@ -245,21 +247,6 @@ fn rust_path(type_name: &str) -> (String, String) {
         Some((module, name)) => (name.to_owned(), module.replace("::", ".")),
         None => (path.to_owned(), "builtins".to_owned()),
     }
-}
-
-/// An error and its causes on one line, each said once.
-fn one_line(error: &dyn Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let text = inner.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = inner.source();
-    }
-    line
 }
 
 #[cfg(test)]
