@@ -23,7 +23,7 @@ use redis::Script;
 use serde_json::Value;
 
 use super::{BackendError, RESULT_EXPIRES, ResultBackend, TaskState};
-use crate::canvas::chord::header_entry;
+use super::header::header_entry;
 
 static PART_RETURN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("chord_part_return.lua")));

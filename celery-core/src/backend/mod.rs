@@ -19,6 +19,7 @@ use redis::{AsyncCommands, Script};
 use thiserror::Error;
 
 mod chord;
+pub mod header;
 mod meta;
 
 pub use chord::{ChordProgress, HeaderPart, group_key};

@@ -14,13 +14,12 @@
 //! | [`expression`] | `add(2, 2) \| mul(8)`: a canvas written on one line |
 //! | [`apply()`] | a signature → the messages that start it; ids frozen first (pure) |
 //! | [`follow_up`] | a finished task → what it must set off (pure) |
-//! | [`chord`] | joining a chord's header results (pure) |
 //!
 //! The I/O — publishing, the chord counter in Redis — is the worker's
-//! (`worker/canvas.rs`) and the result backend's (`backend/chord.rs`).
+//! (`worker/canvas.rs`) and the result backend's (`backend/chord.rs`; the
+//! header's results, and joining them, are `backend::header`).
 
 pub mod apply;
-pub mod chord;
 pub mod expression;
 pub mod follow_up;
 pub mod signature;

@@ -12,13 +12,15 @@
 use serde_json::Value;
 use tracing::{error, warn};
 
-use super::execute::{WorkerContext, store_unless_ignored};
+use super::context::{WorkerContext, store_unless_ignored};
 use crate::{
-    backend::{BackendError, ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState},
+    backend::{
+        BackendError, ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState,
+        header::{self as chord, join},
+    },
     broker::{Broker, BrokerError, Settlement},
     canvas::{
         Lineage, Outgoing, Plan, Signature, apply,
-        chord::{self, join},
         follow_up::{self, AfterFailure},
     },
     protocol::TaskMessage,

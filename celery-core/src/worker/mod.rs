@@ -21,6 +21,7 @@
 
 pub mod banner;
 mod canvas;
+mod context;
 mod execute;
 mod publisher;
 
@@ -38,7 +39,8 @@ use crate::{
     registry::Registry,
 };
 use amqp_connect::{AmqpSettings, Redacted, SecretUrl};
-use execute::{Processed, WorkerContext, process};
+use context::WorkerContext;
+use execute::{Processed, process};
 use publisher::Publisher;
 
 /// Async tasks at once, by default. Tasks mostly wait (on an HTTP gateway,
