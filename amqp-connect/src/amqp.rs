@@ -32,14 +32,12 @@ use tokio::time::Instant;
 
 use futures_lite::StreamExt;
 use lapin::{
-    Channel, ChannelState, Connection, ConnectionProperties, ErrorKind, Event,
+    Channel, Connection, ConnectionProperties, Event,
     options::QueueDeclareOptions,
-    protocol::AMQPError,
     tcp::OwnedTLSConfig,
     types::{AMQPValue, FieldTable},
     uri::AMQPUri,
 };
-use thiserror::Error;
 use tracing::{debug, error, info};
 
 use async_rs::{Runtime, Tokio, util::RuntimeParts};
@@ -47,6 +45,14 @@ use async_rs::{Runtime, Tokio, util::RuntimeParts};
 use crate::{
     fail_stop::FailStopReactor, nodes::AmqpNodes, redact::Redacted, settings::AmqpSettings,
     watch::ConnectionWatch,
+};
+
+// Defined in their own modules (no module here needs this one back), and
+// named here too, where the programs have always found them.
+pub use crate::{
+    error::{AmqpError, amqp_error, is_connection_error},
+    settings::QueueType,
+    url::parse_amqp_url,
 };
 
 /// How lapin paces reconnection attempts after the connection is lost.
@@ -68,107 +74,6 @@ const HANDSHAKE_GRACE: Duration = Duration::from_secs(10);
 /// the URL still wins.
 const FRAME_MAX: u32 = 32 * 1024;
 
-/// Everything that can go wrong between us and RabbitMQ, phrased for the user.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum AmqpError {
-    #[error(
-        "invalid AMQP URL '{url}': {reason}; expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    InvalidUrl { url: String, reason: String },
-
-    #[error(
-        "RabbitMQ at {url} refused the login of user '{user}' (vhost '{vhost}'): ACCESS_REFUSED; check the user name and password in {setting}"
-    )]
-    AccessRefused {
-        url: String,
-        user: String,
-        vhost: String,
-        /// Where the URL came from, e.g. `--amqp-url / AMQP_URL`.
-        setting: &'static str,
-    },
-
-    #[error(
-        "RabbitMQ at {url} refused user '{user}' access to vhost '{vhost}' ({detail}); create the vhost or grant access: rabbitmqctl set_permissions -p {vhost} {user} \".*\" \".*\" \".*\""
-    )]
-    VhostNotAllowed {
-        url: String,
-        user: String,
-        vhost: String,
-        detail: String,
-    },
-
-    #[error(
-        "RabbitMQ is not reachable at {url} (gave up after {waited_secs}s: {cause}); start one with `docker compose up -d rabbitmq` or `rabbitmq-server -detached`, or point {setting} at a running broker"
-    )]
-    Unreachable {
-        url: String,
-        waited_secs: f64,
-        cause: String,
-        setting: &'static str,
-    },
-
-    #[error(
-        "RabbitMQ refused to declare queue '{queue}': a queue that is neither durable nor exclusive is a deprecated feature this broker denies (transient_nonexcl_queues, denied by default since RabbitMQ 4.3); declare it durable with --durable (producer and consumer both), or permit it again with `deprecated_features.permit.transient_nonexcl_queues = true` in rabbitmq.conf"
-    )]
-    TransientQueueDenied { queue: String },
-
-    #[error(
-        "exchange '{exchange}' already exists with different properties ({detail}); we declare it as a non-durable '{kind}' exchange: delete the old one first (rabbitmqctl delete_exchange {exchange}) or use another name"
-    )]
-    ExchangeMismatch {
-        exchange: String,
-        kind: String,
-        detail: String,
-    },
-
-    #[error("queue '{queue}' already exists with different properties ({detail}); {fix}")]
-    QueueMismatch {
-        queue: String,
-        detail: String,
-        fix: String,
-    },
-
-    #[error(
-        "RabbitMQ returned a message published to exchange '{exchange}' with routing key '{routing_key}' ({reply}): no queue is bound to receive it; declare the queue first or check its name"
-    )]
-    Returned {
-        exchange: String,
-        routing_key: String,
-        reply: String,
-    },
-
-    #[error(
-        "RabbitMQ refused (nacked) a message for '{routing_key}': the broker could not store it; see the broker log"
-    )]
-    Nacked { routing_key: String },
-
-    #[error(
-        "RabbitMQ cancelled our consumer on queue '{queue}' (was the queue deleted?); restart to declare it again"
-    )]
-    ConsumerCancelled { queue: String },
-
-    #[error("could not write the message to the output: {0}")]
-    Output(String),
-
-    #[error("could not read the messages to publish: {0}")]
-    Input(String),
-
-    #[error("RabbitMQ error while {action}: {source}")]
-    Broker {
-        action: &'static str,
-        #[source]
-        source: lapin::Error,
-    },
-}
-
-impl AmqpError {
-    /// Wraps a lapin error with what we were doing when it happened.
-    pub fn broker(action: &'static str) -> impl FnOnce(lapin::Error) -> Self {
-        move |source| AmqpError::Broker { action, source }
-    }
-}
-
 /// A queue as the blog declares it: a name, and whether it survives a broker
 /// restart. `QueueSpec::new("rabbit")` is pika's `queue_declare(queue='rabbit')`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,19 +83,6 @@ pub struct QueueSpec {
     pub durable: bool,
     /// Classic (the blog's) or quorum (`x-queue-type: quorum`).
     pub queue_type: QueueType,
-}
-
-/// RabbitMQ's queue types, as `--queue-type` (Celery's
-/// `task_default_queue_type` uses the same names).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum QueueType {
-    /// A single-node queue: what `queue_declare` makes unless told otherwise.
-    #[default]
-    Classic,
-    /// Raft-replicated across a cluster's nodes; always durable. Supports
-    /// only a per-consumer prefetch (a channel-wide one is refused).
-    Quorum,
 }
 
 impl QueueSpec {
@@ -355,33 +247,6 @@ fn log_losses_and_recoveries(
     });
 }
 
-/// Parses and checks an AMQP URL without touching the network.
-pub fn parse_amqp_url(url: &str) -> Result<AMQPUri, AmqpError> {
-    let invalid = |reason: String| AmqpError::InvalidUrl {
-        url: Redacted(url).to_string(),
-        reason,
-    };
-    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        return Err(invalid("the scheme must be amqp:// or amqps://".into()));
-    }
-    let uri: AMQPUri = url.parse().map_err(invalid)?;
-    if uri.authority.host.is_empty() {
-        return Err(invalid("the host is missing".into()));
-    }
-    // AMQP 0-9-1 frames are at least 4096 bytes (0 means "no limit"); a
-    // smaller frame_max only fails later, as a FRAME-ERROR from the broker.
-    if uri
-        .query
-        .frame_max
-        .is_some_and(|size| size != 0 && size < 4096)
-    {
-        return Err(invalid(
-            "frame_max must be 0 (no limit) or at least 4096".into(),
-        ));
-    }
-    Ok(uri)
-}
-
 fn classify_connect_error(
     error: lapin::Error,
     uri: &AMQPUri,
@@ -414,14 +279,6 @@ fn classify_connect_error(
             action: "connecting",
             source: error,
         },
-    }
-}
-
-/// The AMQP reply (code and text) inside a lapin error, if the broker sent one.
-pub fn amqp_error(error: &lapin::Error) -> Option<&AMQPError> {
-    match error.kind() {
-        ErrorKind::ProtocolError(amqp) => Some(amqp),
-        _ => None,
     }
 }
 
@@ -499,25 +356,10 @@ fn mismatch_fix(queue: &QueueSpec, detail: &str) -> String {
     )
 }
 
-/// True for errors that mean "the connection or channel went away" — the kind
-/// lapin's recovery can repair — as opposed to a refusal by the broker.
-///
-/// That includes an operation on a channel lapin is still re-opening: a
-/// publish that lands between the connection loss and the recovery fails
-/// with the channel's `Reconnecting` state, and waiting for the recovery
-/// (then sending again) is the fix, not giving up.
-pub fn is_connection_error(error: &lapin::Error) -> bool {
-    error.is_io_error()
-        || matches!(
-            error.kind(),
-            ErrorKind::MissingHeartbeatError
-                | ErrorKind::InvalidChannelState(ChannelState::Reconnecting, _)
-        )
-        || matches!(amqp_error(error).map(AMQPError::get_id), Some(320))
-}
-
 #[cfg(test)]
 mod tests {
+    use lapin::{ChannelState, ErrorKind};
+
     /// The broker the tests use: `AMQP_URL`, or the blog's.
     fn test_url() -> String {
         std::env::var("AMQP_URL").unwrap_or_else(|_| crate::settings::DEFAULT_AMQP_URL.to_owned())

@@ -27,7 +27,9 @@
 //! | module        | concept                                                        |
 //! |---------------|----------------------------------------------------------------|
 //! | [`settings`]  | where RabbitMQ is, how long to wait, the connection's name     |
-//! | [`amqp`]      | connecting to RabbitMQ and declaring queues, with clear errors |
+//! | [`amqp`]      | connecting to RabbitMQ and declaring queues                    |
+//! | [`error`]     | what goes wrong, phrased for the user; reading lapin's errors  |
+//! | [`url`]       | an AMQP URL, checked once without touching the network         |
 //! | [`nodes`]     | a cluster's `;`-separated URLs: failover, round-robin          |
 //! | [`fail_stop`] | a socket that stays failed, so lapin's recovery always starts  |
 //! | [`publisher`] | publisher confirms with a window; republish after recovery     |
@@ -37,6 +39,7 @@
 //! | [`watch`]     | one warning when a connection is lost, one line when it is back |
 
 pub mod amqp;
+pub mod error;
 pub mod fail_stop;
 pub mod nodes;
 pub mod publisher;
@@ -44,6 +47,7 @@ pub mod redact;
 pub mod report;
 pub mod seconds;
 pub mod settings;
+pub mod url;
 pub mod watch;
 
 pub use amqp::{AmqpError, QueueSpec, QueueType, connect_amqp, declare_queue};

@@ -37,8 +37,9 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::{
-    amqp::{AmqpError, parse_amqp_url},
+    error::AmqpError,
     redact::{Redacted, split_url_list},
+    url::parse_amqp_url,
 };
 
 /// How long one node gets to accept a TCP connection before the next is

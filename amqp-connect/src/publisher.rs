@@ -32,7 +32,7 @@ use lapin::{
 };
 use tracing::{debug, info};
 
-use crate::amqp::{AmqpError, is_connection_error};
+use crate::error::{AmqpError, is_connection_error};
 
 /// One message to publish: where it goes and what it carries.
 #[derive(Clone, Debug)]

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
+use crate::redact::SecretUrl;
 #[cfg(feature = "clap")]
 use crate::seconds::Seconds;
-use crate::{amqp::QueueType, redact::SecretUrl};
 
 /// The blog's broker: localhost, port 5672, vhost `/`, user guest/guest.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -107,4 +107,17 @@ pub fn queue_name(text: &str) -> Result<String, String> {
             "a queue name is at most 255 bytes, this one is {n}"
         )),
     }
+}
+
+/// RabbitMQ's queue types, as `--queue-type` (Celery's
+/// `task_default_queue_type` uses the same names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum QueueType {
+    /// A single-node queue: what `queue_declare` makes unless told otherwise.
+    #[default]
+    Classic,
+    /// Raft-replicated across a cluster's nodes; always durable. Supports
+    /// only a per-consumer prefetch (a channel-wide one is refused).
+    Quorum,
 }

@@ -22,8 +22,8 @@ use std::sync::LazyLock;
 use redis::Script;
 use serde_json::Value;
 
-use super::{BackendError, RESULT_EXPIRES, ResultBackend, TaskState};
 use super::header::header_entry;
+use super::{BackendError, RESULT_EXPIRES, ResultBackend, TaskState};
 
 static PART_RETURN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("chord_part_return.lua")));

@@ -204,14 +204,6 @@ pub trait Broker: 'static {
         settings: amqp_connect::AmqpSettings,
     ) -> impl Future<Output = Result<Self::Producer, BrokerError>> + Send;
 
-    /// Opens the remote-control and events connection (`control/mailbox.rs`),
-    /// listening as `listen` says.
-    fn mailbox(
-        url: &str,
-        settings: amqp_connect::AmqpSettings,
-        listen: crate::control::mailbox::Listen,
-    ) -> impl Future<Output = Result<crate::control::mailbox::Mailbox, BrokerError>> + Send;
-
     /// Connects and starts delivering into the returned channel.
     #[allow(clippy::type_complexity)] // the channel's item is spelled out once, here
     fn consumer(

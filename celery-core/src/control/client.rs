@@ -16,15 +16,14 @@ use super::{
     request::Request,
 };
 use crate::{
-    broker::{Broker, BrokerError},
-    protocol::time::epoch_seconds,
+    broker::BrokerError, control::transport::MailboxTransport, protocol::time::epoch_seconds,
 };
 
 /// One node's reply: its name and what it said.
 pub type Reply = (String, Value);
 
 /// Broadcasts `request` and returns the replies, in the order they came.
-pub async fn broadcast<B: Broker>(
+pub async fn broadcast<B: MailboxTransport>(
     url: &str,
     settings: amqp_connect::AmqpSettings,
     request: Request,

@@ -3,8 +3,8 @@
 //! messages received.
 //!
 //! kombu calls it a *pidbox*. Each transport opens its own, in its own way
-//! (`broker/redis/mailbox.rs`: Redis pub/sub and lists;
-//! `broker/amqp/mailbox.rs`: exchanges and exclusive queues), keeps it open
+//! (`control/transport/redis.rs`: Redis pub/sub and lists;
+//! `control/transport/amqp.rs`: exchanges and exclusive queues), keeps it open
 //! across broker restarts, and hands over the same [`Incoming`] and takes the
 //! same [`Outgoing`]. Monitoring is best effort, as in Celery: while the
 //! broker is away, events and replies are dropped, never queued without

@@ -29,8 +29,9 @@
 //! | [`client`] | the asking side: broadcast, collect replies |
 //! | `rusage.rs` | `getrusage()` and the load average |
 //!
-//! The transports live with their brokers: `broker/redis/mailbox.rs` and
-//! `broker/amqp/mailbox.rs`.
+//! Each transport's connection for it is [`transport::MailboxTransport`]
+//! (`transport/redis.rs`, `transport/amqp.rs`): remote control uses the
+//! brokers, and the brokers know nothing of remote control.
 
 pub mod client;
 pub mod clock;
@@ -42,6 +43,7 @@ pub mod revoked;
 mod rusage;
 pub mod server;
 pub mod state;
+pub mod transport;
 
 pub use request::Request;
 pub use server::{Control, ControlConfig, Events, start};

@@ -25,7 +25,8 @@ use super::{
 };
 use crate::{
     backend::{ResultBackend, ResultMeta, TaskState},
-    broker::{Broker, BrokerError},
+    broker::BrokerError,
+    control::transport::MailboxTransport,
     protocol::time::epoch_seconds,
 };
 
@@ -106,7 +107,7 @@ impl Control {
 
 /// Opens the mailbox and starts answering. `shutdown` is fired by a
 /// `shutdown` command (a warm shutdown, as Celery's).
-pub async fn start<B: Broker>(
+pub async fn start<B: MailboxTransport>(
     url: &str,
     settings: amqp_connect::AmqpSettings,
     config: ControlConfig,
@@ -156,7 +157,11 @@ pub async fn start<B: Broker>(
 
 /// Celery's mingle: ask the running workers for the ids they hold revoked,
 /// so a task revoked while this worker was down is still refused here.
-async fn mingle<B: Broker>(url: &str, settings: amqp_connect::AmqpSettings, state: &WorkerState) {
+async fn mingle<B: MailboxTransport>(
+    url: &str,
+    settings: amqp_connect::AmqpSettings,
+    state: &WorkerState,
+) {
     info!("mingle: searching for neighbors");
     let hello = Request::new(
         "hello",

@@ -34,8 +34,8 @@ use tracing::info;
 
 use crate::{
     backend::{BackendError, ResultBackend},
-    broker::{Broker, BrokerError, Consumer, ConsumerConfig, Transport, amqp::Amqp, redis::Redis},
-    control::{self, ControlConfig, commands::WorkerInfo},
+    broker::{BrokerError, Consumer, ConsumerConfig, Transport, amqp::Amqp, redis::Redis},
+    control::{self, ControlConfig, commands::WorkerInfo, transport::MailboxTransport},
     registry::Registry,
 };
 use amqp_connect::{AmqpSettings, Redacted, SecretUrl};
@@ -166,7 +166,7 @@ pub async fn run(
     }
 }
 
-async fn run_on<B: Broker>(
+async fn run_on<B: MailboxTransport>(
     config: WorkerConfig,
     registry: Registry,
     signals: ShutdownSignals,

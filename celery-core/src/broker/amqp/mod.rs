@@ -13,12 +13,11 @@
 //! | this one | topology, and a message's properties both ways |
 //! | [`producer`] | publishing with confirms |
 //! | [`consumer`] | one channel and consumer per queue; settling; reconnects |
-//! | [`mailbox`] | remote control and events: `celery.pidbox`, `celeryev` |
+//! | (`control::transport::amqp`) | remote control and events: `celery.pidbox`, `celeryev` |
 //! | `ack_tracker.rs` | which finished deliveries one `multiple` ack may cover (pure) |
 
 mod ack_tracker;
 pub mod consumer;
-pub mod mailbox;
 pub mod producer;
 
 use lapin::{
@@ -49,15 +48,6 @@ impl Broker for Amqp {
     async fn producer(url: &str, mut settings: AmqpSettings) -> Result<AmqpProducer, BrokerError> {
         settings.url = SecretUrl::from(url);
         AmqpProducer::connect(settings).await
-    }
-
-    async fn mailbox(
-        url: &str,
-        mut settings: AmqpSettings,
-        listen: crate::control::mailbox::Listen,
-    ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
-        settings.url = SecretUrl::from(url);
-        mailbox::open(&settings, listen).await
     }
 
     async fn consumer(

@@ -34,13 +34,12 @@
 //! | [`producer`] | `LPUSH`, retried while Redis restarts |
 //! | [`consumer`] | the worker's side: start, settle, give back, close |
 //! | `fetch.rs` | the fetch thread (`fetch.lua`) and the blocking-peek waiters |
-//! | [`mailbox`] | remote control and events: pub/sub and reply lists |
+//! | (`control::transport::redis`) | remote control and events: pub/sub and reply lists |
 //! | `bookkeeping.rs` | writing settlements, refreshing held tasks, kombu's sweep (`restore.lua`) |
 
 mod bookkeeping;
 pub mod consumer;
 mod fetch;
-pub mod mailbox;
 pub mod producer;
 
 use std::time::Duration;
@@ -72,14 +71,6 @@ impl Broker for Redis {
         settings: amqp_connect::AmqpSettings,
     ) -> Result<RedisProducer, BrokerError> {
         RedisProducer::connect(url, &(&settings).into()).await
-    }
-
-    async fn mailbox(
-        url: &str,
-        settings: amqp_connect::AmqpSettings,
-        listen: crate::control::mailbox::Listen,
-    ) -> Result<crate::control::mailbox::Mailbox, BrokerError> {
-        mailbox::open(url, &(&settings).into(), listen).await
     }
 
     async fn consumer(
