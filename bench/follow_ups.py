@@ -31,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -109,8 +110,9 @@ def main():
     workers = [w.split('=', 1) for w in args.worker]
     app = Celery(broker=args.broker)
     results = {label: {'links': [], 'chain': []} for label, _ in workers}
-    logs = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'logs')
-    os.makedirs(logs, exist_ok=True)
+    # The workers' logs (the clock) go to a directory of their own, kept
+    # until the run ends: look there if a round fails.
+    logs = tempfile.mkdtemp(prefix='follow-ups-')
     for round_ in range(args.rounds):
         for label, binary in workers:
             for shape, count, preload in (('links', args.links, preload_links),
@@ -127,6 +129,7 @@ def main():
                 results[label][shape].append(done / seconds)
                 with app.connection_for_write() as connection:
                     connection.default_channel.queue_delete(queue=queue)
+                os.remove(log_path)
     print(f'\nFollow-ups on RabbitMQ ({args.broker.split("@")[-1]}), median of {args.rounds} rounds, tasks/s:\n')
     print(f'| shape | ' + ' | '.join(label for label, _ in workers) + ' | ratio (last / first) |')
     print('|---|' + '---|' * len(workers) + '---|')
