@@ -75,6 +75,34 @@ pub(crate) struct BrokerArgs {
     #[arg(long)]
     pub(crate) broker: Option<SecretUrl>,
 
+    /// RabbitMQ: the type of the queues declared: classic (the default), or quorum for a cluster. [setting: task_default_queue_type] [env: CELERY_TASK_DEFAULT_QUEUE_TYPE]
+    #[arg(long, value_enum)]
+    pub(crate) queue_type: Option<QueueType>,
+
+    #[command(flatten)]
+    pub(crate) backend: BackendArgs,
+}
+
+impl BrokerArgs {
+    /// The flags given, over the settings read from elsewhere. The Sentinel
+    /// master's name is the broker's too.
+    pub(crate) fn apply(&self, settings: &mut Settings) {
+        if let Some(url) = &self.broker {
+            settings.broker_url = url.clone();
+        }
+        if let Some(queue_type) = self.queue_type {
+            settings.task_default_queue_type = queue_type;
+        }
+        if let Some(master) = &self.backend.sentinel_master {
+            settings.broker_transport_options.master_name = Some(master.clone());
+        }
+        self.backend.apply(settings);
+    }
+}
+
+/// The result backend's flags: every command's, and all that `result` needs.
+#[derive(Args, Debug)]
+pub(crate) struct BackendArgs {
     /// Result backend URL (redis://…, or sentinel://… with --sentinel-master); none by default (results are not stored). [setting: result_backend] [env: CELERY_RESULT_BACKEND]
     #[arg(long)]
     pub(crate) result_backend: Option<SecretUrl>,
@@ -83,32 +111,21 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "SECONDS", value_parser = Seconds::CONNECT_TIMEOUT)]
     pub(crate) connect_timeout: Option<Duration>,
 
-    /// RabbitMQ: the type of the queues declared: classic (the default), or quorum for a cluster. [setting: task_default_queue_type] [env: CELERY_TASK_DEFAULT_QUEUE_TYPE]
-    #[arg(long, value_enum)]
-    pub(crate) queue_type: Option<QueueType>,
-
-    /// Redis Sentinel: the master's name, for a sentinel://HOST:PORT;sentinel://… broker or result backend. [setting: broker_transport_options.master_name] [env: CELERY_SENTINEL_MASTER]
+    /// Redis Sentinel: the master's name, for a sentinel://HOST:PORT;sentinel://… broker or result backend. [setting: broker_transport_options.master_name, result_backend_transport_options.master_name] [env: CELERY_SENTINEL_MASTER]
     #[arg(long)]
     pub(crate) sentinel_master: Option<String>,
 }
 
-impl BrokerArgs {
+impl BackendArgs {
     /// The flags given, over the settings read from elsewhere.
     pub(crate) fn apply(&self, settings: &mut Settings) {
-        if let Some(url) = &self.broker {
-            settings.broker_url = url.clone();
-        }
         if let Some(url) = &self.result_backend {
             settings.result_backend = Some(url.clone());
         }
         if let Some(timeout) = self.connect_timeout {
             settings.connect_timeout = timeout;
         }
-        if let Some(queue_type) = self.queue_type {
-            settings.task_default_queue_type = queue_type;
-        }
         if let Some(master) = &self.sentinel_master {
-            settings.broker_transport_options.master_name = Some(master.clone());
             settings.result_backend_transport_options.master_name = Some(master.clone());
         }
     }
@@ -336,32 +353,8 @@ pub(crate) struct SendArgs {
 pub(crate) struct ResultArgs {
     pub(crate) task_id: String,
 
-    /// Result backend URL (redis://…, or sentinel://… with --sentinel-master). [setting: result_backend] [env: CELERY_RESULT_BACKEND]
-    #[arg(long)]
-    pub(crate) result_backend: Option<SecretUrl>,
-
-    /// Seconds to keep retrying the first connection while the result backend starts [default: 30]. [setting: connect_timeout, ours] [env: CELERY_CONNECT_TIMEOUT]
-    #[arg(long, value_name = "SECONDS", value_parser = Seconds::CONNECT_TIMEOUT)]
-    pub(crate) connect_timeout: Option<Duration>,
-
-    /// Redis Sentinel: the master's name, for a sentinel://… result backend. [setting: result_backend_transport_options.master_name] [env: CELERY_SENTINEL_MASTER]
-    #[arg(long)]
-    pub(crate) sentinel_master: Option<String>,
-}
-
-impl ResultArgs {
-    /// The flags given, over the settings read from elsewhere.
-    pub(crate) fn apply(&self, settings: &mut Settings) {
-        if let Some(url) = &self.result_backend {
-            settings.result_backend = Some(url.clone());
-        }
-        if let Some(timeout) = self.connect_timeout {
-            settings.connect_timeout = timeout;
-        }
-        if let Some(master) = &self.sentinel_master {
-            settings.result_backend_transport_options.master_name = Some(master.clone());
-        }
-    }
+    #[command(flatten)]
+    pub(crate) backend: BackendArgs,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

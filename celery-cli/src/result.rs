@@ -12,7 +12,7 @@ use shared::cli::print_line;
 use crate::args::{ResultArgs, redis};
 
 pub(crate) async fn result(args: ResultArgs, mut settings: Settings) -> anyhow::Result<()> {
-    args.apply(&mut settings);
+    args.backend.apply(&mut settings);
     let Some(url) = &settings.result_backend else {
         bail!(
             "no result backend: pass --result-backend redis://127.0.0.1:6379/8 (or set CELERY_RESULT_BACKEND)"

@@ -1,3 +1,5 @@
+//! Test-only file, compiled under `#[cfg(test)]` (see `mod.rs`).
+//!
 //! The settings' sources and checks, without a file system or the
 //! process's environment.
 

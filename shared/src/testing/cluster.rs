@@ -32,8 +32,7 @@ fn amqp_port(node: &str) -> u16 {
         "c1" => 5681,
         "c2" => 5682,
         "c3" => 5683,
-        // ok-panic: test support only (feature test-support); a node name is a test's constant, and a wrong one must fail that test loudly.
-        other => panic!("no node {other} in scripts/cluster"),
+        other => panic!("no node {other} in scripts/cluster"), // ok-panic: test support only; a node name is a test's constant, and a wrong one must fail that test loudly
     }
 }
 
@@ -97,8 +96,7 @@ fn live_node() -> &'static str {
     NODES
         .into_iter()
         .find(|node| is_running(node))
-        // ok-panic: test support only (feature test-support); a cluster with no node up fails the calling test with this message.
-        .unwrap_or_else(|| panic!("no node of the cluster is up"))
+        .unwrap_or_else(|| panic!("no node of the cluster is up")) // ok-panic: test support only; a cluster with no node up fails the calling test
 }
 
 /// The node holding the connection whose name contains `name_part`.
