@@ -56,6 +56,9 @@ impl std::fmt::Debug for Request {
 impl Publisher {
     /// Starts the publishing task with `producer`.
     pub(crate) fn start<P: Producer>(producer: P) -> Publisher {
+        // Unbounded, yet bounded in practice: each request comes from a
+        // running task that waits for its answer, so there are never more
+        // than the worker's concurrency waiting.
         let (requests, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(producer, receiver));
         Publisher { requests, task }
