@@ -48,7 +48,10 @@
 //!
 //! A bound task ([`Task::bound`]) also gets the [`Request`], Celery's
 //! `self.request`: id, retries, root and parent ids, group, delivery info,
-//! custom headers. Options with Celery's names (`max_retries`,
+//! custom headers. Through it the task sends tasks and canvases
+//! ([`Request::send`]) and stores states of its own
+//! ([`Request::update_state`]); it replaces itself by returning
+//! [`TaskError::replace`]. Options with Celery's names (`max_retries`,
 //! `autoretry_for`, `retry_backoff`, …) are [`TaskOptions`].
 //!
 //! What a task needs (an HTTP client, a connection pool) it captures: the
@@ -57,6 +60,7 @@
 //! of its own, so it never stalls the async tasks beside it.
 
 mod error;
+mod in_task;
 mod options;
 mod params;
 mod probe;
@@ -68,6 +72,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::backend::ExceptionInfo;
+
+pub(crate) use in_task::{Pending, Worker, WorkerLink};
 
 pub use error::{Retry, TaskError, TaskResult, TaskResultExt};
 pub use options::TaskOptions;

@@ -45,7 +45,9 @@ impl TaskState {
         }
     }
 
-    fn from_name(name: String) -> TaskState {
+    /// The state called `name`: one of Celery's, or a custom one
+    /// (`PROGRESS`).
+    pub fn named(name: String) -> TaskState {
         match name.as_str() {
             "PENDING" => TaskState::Pending,
             "RECEIVED" => TaskState::Received,
@@ -75,7 +77,7 @@ impl Serialize for TaskState {
 
 impl<'de> Deserialize<'de> for TaskState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(TaskState::from_name)
+        String::deserialize(deserializer).map(TaskState::named)
     }
 }
 
@@ -194,6 +196,16 @@ impl ResultMeta {
             exception_value(&exception),
             None,
         )
+    }
+
+    /// Any state with `result` as its result (`update_state`): a final
+    /// state gets its `date_done`, as in Celery's `_get_result_meta`.
+    pub fn of_state(task_id: &str, status: TaskState, result: Value) -> Self {
+        let mut meta = Self::ready(task_id, status, result, None);
+        if !meta.status.is_ready() {
+            meta.date_done = None;
+        }
+        meta
     }
 
     /// RETRY is not final, so it has no `date_done`.

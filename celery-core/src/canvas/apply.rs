@@ -346,6 +346,10 @@ fn message_for(mut signature: Signature, lineage: &Lineage) -> Outgoing {
     headers.group = signature.option_str("group_id").map(str::to_owned);
     headers.group_index = options.get("group_index").and_then(Value::as_i64);
     headers.shadow = signature.option_str("shadow").map(str::to_owned);
+    headers.replaced_task_nesting = options
+        .get("replaced_task_nesting")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     message.properties.correlation_id = id;
     if let Some(reply_to) = signature.option_str("reply_to") {
         message.properties.reply_to = Some(reply_to.to_owned());
@@ -390,11 +394,7 @@ mod tests {
     }
 
     fn chain(steps: Vec<Signature>) -> Signature {
-        let mut chain = Signature::new("celery.chain", vec![]);
-        chain.subtask_type = Some("chain".into());
-        let steps = steps.iter().map(Signature::to_value).collect();
-        chain.kwargs.insert("tasks".into(), Value::Array(steps));
-        chain
+        Signature::chain(steps)
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | [`expression`] | `add(2, 2) \| mul(8)`: a canvas written on one line |
 //! | [`apply()`] | a signature → the messages that start it; ids frozen first (pure) |
 //! | [`follow_up`] | a finished task → what it must set off (pure) |
+//! | [`replace()`] | `self.replace(signature)` → the messages that take the task's place (pure) |
 //!
 //! The I/O — publishing, the chord counter in Redis — is the worker's
 //! (`worker/canvas.rs`) and the result backend's (`backend/chord.rs`; the
@@ -22,7 +23,9 @@
 pub mod apply;
 pub mod expression;
 pub mod follow_up;
+pub mod replace;
 pub mod signature;
 
 pub use apply::{Awaited, Lineage, Outgoing, Plan, apply, freeze};
+pub use replace::replace;
 pub use signature::{CanvasError, Shape, Signature};

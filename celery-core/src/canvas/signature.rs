@@ -30,6 +30,10 @@ pub enum CanvasError {
     },
     #[error("canvas nested deeper than {0} levels")]
     TooDeep(usize),
+    /// `self.replace(…)` with a signature Celery refuses (it raises
+    /// `ImproperlyConfigured` with these words).
+    #[error("{0}")]
+    CannotReplace(&'static str),
 }
 
 /// One signature, field order as Celery writes it.
@@ -87,6 +91,73 @@ impl Signature {
             subtask_type: None,
             immutable: false,
         }
+    }
+
+    /// Celery's `chain(a, b, c)` (`a | b | c`): each step gets the
+    /// previous one's result in front of its own arguments.
+    pub fn chain(steps: Vec<Signature>) -> Signature {
+        Signature::of_parts("celery.chain", "chain", steps)
+    }
+
+    /// Celery's `group(a, b, c)`: run side by side.
+    pub fn group(members: Vec<Signature>) -> Signature {
+        Signature::of_parts("celery.group", "group", members)
+    }
+
+    /// Celery's `chord(header, body)`: `body` gets the list of the
+    /// header's results. The header travels as a group signature, as
+    /// Celery 5 sends it.
+    pub fn chord(header: Vec<Signature>, body: Signature) -> Signature {
+        let mut chord = Signature::new("celery.chord", Vec::new());
+        chord.subtask_type = Some("chord".to_owned());
+        let header = Signature::group(header).to_value();
+        chord.kwargs.insert("header".to_owned(), header);
+        chord.kwargs.insert("body".to_owned(), body.to_value());
+        chord
+    }
+
+    fn of_parts(task: &str, kind: &str, parts: Vec<Signature>) -> Signature {
+        let mut signature = Signature::new(task, Vec::new());
+        signature.subtask_type = Some(kind.to_owned());
+        let parts = parts.iter().map(Signature::to_value).collect();
+        signature.kwargs.insert("tasks".to_owned(), Value::Array(parts));
+        signature
+    }
+
+    /// With keyword argument `name` set: `add.s(2, y=3)`.
+    pub fn with_kwarg(mut self, name: &str, value: impl Into<Value>) -> Signature {
+        self.kwargs.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Celery's `.si(…)`: the parent's result is not put in front.
+    pub fn immutable(mut self) -> Signature {
+        self.immutable = true;
+        self
+    }
+
+    /// Celery's `.set(name=value)`: an `apply_async` option
+    /// (`queue`, `countdown`, `priority`, …).
+    pub fn with_option(mut self, name: &str, value: impl Into<Value>) -> Signature {
+        self.set_option(name, value.into());
+        self
+    }
+
+    /// Celery's `.link(callback)`: sent with this one's result once it succeeds.
+    pub fn link(self, callback: Signature) -> Signature {
+        self.append_to("link", callback)
+    }
+
+    /// Celery's `.link_error(errback)`: sent if this one fails.
+    pub fn link_error(self, errback: Signature) -> Signature {
+        self.append_to("link_error", errback)
+    }
+
+    fn append_to(mut self, option: &str, signature: Signature) -> Signature {
+        let mut list = Signature::list_values(self.options.get(option));
+        list.push(signature.to_value());
+        self.set_option(option, Value::Array(list));
+        self
     }
 
     /// Reads one from a message's JSON.

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use amqp_connect::report::one_line;
 
-use crate::backend::ExceptionInfo;
+use crate::{backend::ExceptionInfo, canvas::Signature};
 
 /// What a task body returns.
 pub type TaskResult<T> = Result<T, TaskError>;
@@ -46,6 +46,11 @@ pub enum TaskError {
     Retry(Retry),
     /// Failed for good, raising this exception (stored as FAILURE).
     Fail(ExceptionInfo),
+    /// Replaced by this signature (Celery's `self.replace(sig)`): it takes
+    /// the task's id, callbacks, chain and place in a group or chord, and
+    /// the task itself ends without a result (`canvas/replace.rs`). Build
+    /// it with [`TaskError::replace`].
+    Replace(Box<Signature>),
 }
 
 /// Celery's `self.retry(exc=…, countdown=…, eta=…, max_retries=…)`.
@@ -123,11 +128,19 @@ impl TaskError {
         TaskError::Retry(Retry::new(exception).countdown(countdown))
     }
 
-    /// The exception this error stores.
-    pub fn exception(&self) -> &ExceptionInfo {
+    /// Celery's `return self.replace(signature)`: `return
+    /// Err(TaskError::replace(signature))`. The worker sends the
+    /// replacement, and the task ends there, as with Celery's `Ignore`.
+    pub fn replace(signature: Signature) -> Self {
+        TaskError::Replace(Box::new(signature))
+    }
+
+    /// The exception this error stores (a replaced task stores none).
+    pub fn exception(&self) -> Option<&ExceptionInfo> {
         match self {
-            TaskError::Retry(retry) => &retry.exception,
-            TaskError::Fail(exception) => exception,
+            TaskError::Retry(retry) => Some(&retry.exception),
+            TaskError::Fail(exception) => Some(exception),
+            TaskError::Replace(_) => None,
         }
     }
 
@@ -152,6 +165,7 @@ impl fmt::Display for TaskError {
         match self {
             TaskError::Fail(exception) => f.write_str(&exception.display()),
             TaskError::Retry(retry) => write!(f, "Retry: {}", retry.exception.display()),
+            TaskError::Replace(signature) => write!(f, "Replaced by {}", signature.task),
         }
     }
 }
@@ -193,9 +207,10 @@ impl<T, E: Error + Send + Sync + 'static> TaskResultExt<T> for Result<T, E> {
     }
 
     fn or_retry(self, countdown: Duration) -> TaskResult<T> {
-        self.map_err(|error| {
-            let exception = TaskError::from_error(error).exception().clone();
-            TaskError::retry(countdown, exception)
+        self.map_err(|error| match TaskError::from_error(error) {
+            TaskError::Fail(exception) => TaskError::retry(countdown, exception),
+            // Already a retry, or a replacement: as it was.
+            other => other,
         })
     }
 }
@@ -282,7 +297,7 @@ mod tests {
     #[test]
     fn any_error_gets_its_rust_path_as_python_names() {
         let error = TaskError::from_error(GatewayError);
-        let exception = error.exception();
+        let exception = error.exception().unwrap();
         assert_eq!(exception.exc_type, "GatewayError");
         assert_eq!(exception.exc_module, "celery_core.task.error.tests");
         assert_eq!(

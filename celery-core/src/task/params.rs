@@ -7,14 +7,17 @@
 //! def fail(*args): …                # ["*args"]
 //! def sleeping(i, **_): …           # ["i", "**_"]
 //! def redis_echo(message, redis_key='redis-echo'): …
+//! def replace_with_chain(*args, link_msg=None): …  # ["*args", "link_msg=None"]
+//! def retry_unpickleable(foo, bar, *, retry_kwargs): …  # [.., "*", "retry_kwargs"]
 //! ```
 //!
 //! A default is written after `=` as Python writes it for the values JSON
 //! has (`None`, `True`, `1.5`, `'text'`) or as JSON (`[1, 2]`, `{"a": 1}`).
 //! What the body gets is one value per named parameter (a default filled
 //! in), then the extra positional arguments as a list if there is a
-//! `*args`, then the extra keyword arguments as an object if there is a
-//! `**kwargs`.
+//! `*args`, then one value per keyword-only parameter (those after `*args`
+//! or a bare `*`), then the extra keyword arguments as an object if there
+//! is a `**kwargs`: Python's own order.
 
 use serde_json::{Map, Value};
 
@@ -26,14 +29,28 @@ pub(crate) struct Parameter {
     pub default: Option<Value>,
 }
 
-/// A task's signature: named parameters, then `*args`, then `**kwargs`.
+/// A task's signature: named parameters, then `*args` (or a bare `*`),
+/// then keyword-only parameters, then `**kwargs`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Signature {
     pub named: Vec<Parameter>,
     /// The name after `*`, if the task takes extra positional arguments.
     pub var_args: Option<String>,
+    /// A `*args` or a bare `*` was seen: what follows is keyword-only.
+    star: bool,
+    /// The parameters after the star: given by keyword only.
+    pub keyword_only: Vec<Parameter>,
     /// The name after `**`, if the task takes extra keyword arguments.
     pub var_kwargs: Option<String>,
+}
+
+/// One value the body gets, in order: see [`Signature::slots`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Slot<'a> {
+    Named(&'a Parameter),
+    VarArgs,
+    KeywordOnly(&'a Parameter),
+    VarKwargs,
 }
 
 impl Signature {
@@ -55,17 +72,15 @@ impl Signature {
                 return Err(format!("'{spec}': nothing may follow **kwargs"));
             }
             if let Some(name) = spec.strip_prefix('*') {
-                check_name(name, spec)?;
-                if signature.var_args.is_some() {
-                    return Err(format!("'{spec}': only one *args parameter"));
+                if signature.star {
+                    return Err(format!("'{spec}': only one *args (or bare *) parameter"));
                 }
-                signature.var_args = Some(name.to_owned());
+                signature.star = true;
+                if !name.is_empty() {
+                    check_name(name, spec)?;
+                    signature.var_args = Some(name.to_owned());
+                }
                 continue;
-            }
-            if signature.var_args.is_some() {
-                return Err(format!(
-                    "'{spec}': keyword-only parameters (after *args) are not supported"
-                ));
             }
             let (name, default) = match spec.split_once('=') {
                 Some((name, default)) => {
@@ -76,21 +91,51 @@ impl Signature {
                 None => (spec, None),
             };
             check_name(name, spec)?;
+            if signature.parameter(name).is_some() || signature.var_args.as_deref() == Some(name) {
+                return Err(format!("'{spec}': duplicate parameter '{name}'"));
+            }
+            let parameter = Parameter {
+                name: name.to_owned(),
+                default,
+            };
+            // Keyword-only parameters may have defaults in any order.
+            if signature.star {
+                signature.keyword_only.push(parameter);
+                continue;
+            }
             let after_default = signature.named.last().is_some_and(|p| p.default.is_some());
-            if default.is_none() && after_default {
+            if parameter.default.is_none() && after_default {
                 return Err(format!(
                     "'{spec}': a parameter without a default follows one with a default"
                 ));
             }
-            if signature.named.iter().any(|p| p.name == name) {
-                return Err(format!("'{spec}': duplicate parameter '{name}'"));
-            }
-            signature.named.push(Parameter {
-                name: name.to_owned(),
-                default,
-            });
+            signature.named.push(parameter);
+        }
+        if signature.star && signature.var_args.is_none() && signature.keyword_only.is_empty() {
+            return Err("'*': named arguments must follow bare *".to_owned());
         }
         Ok(signature)
+    }
+
+    /// The named or keyword-only parameter called `name`.
+    fn parameter(&self, name: &str) -> Option<&Parameter> {
+        self.named
+            .iter()
+            .chain(&self.keyword_only)
+            .find(|parameter| parameter.name == name)
+    }
+
+    /// What the body gets, in order.
+    pub fn slots(&self) -> Vec<Slot<'_>> {
+        let mut slots: Vec<Slot<'_>> = self.named.iter().map(Slot::Named).collect();
+        if self.var_args.is_some() {
+            slots.push(Slot::VarArgs);
+        }
+        slots.extend(self.keyword_only.iter().map(Slot::KeywordOnly));
+        if self.var_kwargs.is_some() {
+            slots.push(Slot::VarKwargs);
+        }
+        slots
     }
 
     /// Binds `args`/`kwargs` as Python binds a call to `function`, or the
@@ -103,7 +148,12 @@ impl Signature {
     ) -> Result<Vec<Value>, String> {
         let named = &self.named;
         if args.len() > named.len() && self.var_args.is_none() {
-            return Err(too_many_positional(function, named, args.len()));
+            let keyword_only = self
+                .keyword_only
+                .iter()
+                .filter(|parameter| kwargs.contains_key(&parameter.name))
+                .count();
+            return Err(too_many_positional(function, named, args.len(), keyword_only));
         }
         let mut bound: Vec<Option<Value>> = named
             .iter()
@@ -111,8 +161,10 @@ impl Signature {
             .map(|(i, _)| args.get(i).cloned())
             .collect();
         let extra_args: Vec<Value> = args.iter().skip(named.len()).cloned().collect();
+        let mut keyword_only: Vec<Option<Value>> = vec![None; self.keyword_only.len()];
         let mut extra_kwargs = Map::new();
         for (name, value) in kwargs {
+            let only = self.keyword_only.iter().position(|parameter| &parameter.name == name);
             match named.iter().position(|parameter| &parameter.name == name) {
                 Some(index) => match bound.get_mut(index) {
                     Some(Some(_)) => {
@@ -123,6 +175,11 @@ impl Signature {
                     Some(slot) => *slot = Some(value.clone()),
                     None => {}
                 },
+                None if only.is_some() => {
+                    if let Some(slot) = only.and_then(|index| keyword_only.get_mut(index)) {
+                        *slot = Some(value.clone());
+                    }
+                }
                 None if self.var_kwargs.is_some() => {
                     extra_kwargs.insert(name.clone(), value.clone());
                 }
@@ -140,20 +197,28 @@ impl Signature {
             .map(|(parameter, _)| parameter.name.as_str())
             .collect();
         if !missing.is_empty() {
-            return Err(missing_positional(function, &missing));
+            return Err(missing_arguments(function, "positional", &missing));
         }
-        let mut values: Vec<Value> = named
+        let missing: Vec<&str> = self
+            .keyword_only
             .iter()
-            .zip(bound)
-            .map(|(parameter, value)| {
-                value
-                    .or_else(|| parameter.default.clone())
-                    .unwrap_or(Value::Null)
-            })
+            .zip(&keyword_only)
+            .filter(|(parameter, value)| value.is_none() && parameter.default.is_none())
+            .map(|(parameter, _)| parameter.name.as_str())
             .collect();
+        if !missing.is_empty() {
+            return Err(missing_arguments(function, "keyword-only", &missing));
+        }
+        let given_or_default = |(parameter, value): (&Parameter, Option<Value>)| {
+            value
+                .or_else(|| parameter.default.clone())
+                .unwrap_or(Value::Null)
+        };
+        let mut values: Vec<Value> = named.iter().zip(bound).map(given_or_default).collect();
         if self.var_args.is_some() {
             values.push(Value::Array(extra_args));
         }
+        values.extend(self.keyword_only.iter().zip(keyword_only).map(given_or_default));
         if self.var_kwargs.is_some() {
             values.push(Value::Object(extra_kwargs));
         }
@@ -162,17 +227,17 @@ impl Signature {
 
     /// The parameters as Celery's `inspect registered` shows a signature.
     pub fn display(&self) -> String {
-        let mut parts: Vec<String> = self
-            .named
-            .iter()
-            .map(|p| match &p.default {
-                Some(default) => format!("{}={}", p.name, crate::protocol::pyrepr::repr(default)),
-                None => p.name.clone(),
-            })
-            .collect();
-        if let Some(name) = &self.var_args {
-            parts.push(format!("*{name}"));
+        let shown = |p: &Parameter| match &p.default {
+            Some(default) => format!("{}={}", p.name, crate::protocol::pyrepr::repr(default)),
+            None => p.name.clone(),
+        };
+        let mut parts: Vec<String> = self.named.iter().map(shown).collect();
+        match &self.var_args {
+            Some(name) => parts.push(format!("*{name}")),
+            None if self.star => parts.push("*".to_owned()),
+            None => {}
         }
+        parts.extend(self.keyword_only.iter().map(shown));
         if let Some(name) = &self.var_kwargs {
             parts.push(format!("**{name}"));
         }
@@ -207,8 +272,14 @@ fn python_literal(text: &str) -> Option<Value> {
     serde_json::from_str(text).ok()
 }
 
-/// Python 3's text for too many positional arguments.
-fn too_many_positional(function: &str, named: &[Parameter], given: usize) -> String {
+/// Python 3's text for too many positional arguments (`keyword_only`: how
+/// many keyword-only arguments the call gave too).
+fn too_many_positional(
+    function: &str,
+    named: &[Parameter],
+    given: usize,
+    keyword_only: usize,
+) -> String {
     let required = named.iter().filter(|p| p.default.is_none()).count();
     let takes = match (required, named.len()) {
         (low, high) if low == high => format!(
@@ -218,12 +289,20 @@ fn too_many_positional(function: &str, named: &[Parameter], given: usize) -> Str
         (low, high) => format!("from {low} to {high} positional arguments"),
     };
     let were = if given == 1 { "was" } else { "were" };
+    if keyword_only > 0 {
+        let plural = |count: usize| if count == 1 { "" } else { "s" };
+        return format!(
+            "{function}() takes {takes} but {given} positional argument{} (and {keyword_only} keyword-only argument{}) were given",
+            plural(given),
+            plural(keyword_only)
+        );
+    }
     format!("{function}() takes {takes} but {given} {were} given")
 }
 
-/// Python 3's text for missing arguments: `'a'`, `'a' and 'b'`,
-/// `'a', 'b', and 'c'`.
-fn missing_positional(function: &str, missing: &[&str]) -> String {
+/// Python 3's text for missing arguments (`kind`: `positional` or
+/// `keyword-only`): `'a'`, `'a' and 'b'`, `'a', 'b', and 'c'`.
+fn missing_arguments(function: &str, kind: &str, missing: &[&str]) -> String {
     let quoted: Vec<String> = missing.iter().map(|name| format!("'{name}'")).collect();
     let names = match quoted.as_slice() {
         [one] => one.clone(),
@@ -237,7 +316,7 @@ fn missing_positional(function: &str, missing: &[&str]) -> String {
         "arguments"
     };
     format!(
-        "{function}() missing {} required positional {plural}: {names}",
+        "{function}() missing {} required {kind} {plural}: {names}",
         missing.len()
     )
 }
@@ -302,6 +381,40 @@ mod tests {
     }
 
     #[test]
+    fn keyword_only_parameters_come_after_star_args_by_name_only() {
+        // def replace_with_chain(self, *args, link_msg=None)
+        let replace = ["*args", "link_msg=None"];
+        assert_eq!(
+            bind(&replace, json!([1, 2]), json!({})),
+            Ok(vec![json!([1, 2]), Value::Null])
+        );
+        assert_eq!(
+            bind(&replace, json!([1]), json!({"link_msg": "hi"})),
+            Ok(vec![json!([1]), json!("hi")])
+        );
+        // def retry_unpickleable(self, foo, bar, *, retry_kwargs)
+        let bare = ["foo", "bar", "*", "retry_kwargs", "**rest"];
+        assert_eq!(
+            bind(&bare, json!([1, 2]), json!({"retry_kwargs": {}, "x": 3})),
+            Ok(vec![json!(1), json!(2), json!({}), json!({"x": 3})])
+        );
+        assert_eq!(
+            bind(&bare, json!([1, 2]), json!({})),
+            Err("f() missing 1 required keyword-only argument: 'retry_kwargs'".into())
+        );
+        assert_eq!(
+            bind(&bare, json!([1, 2, 3]), json!({"retry_kwargs": {}})),
+            Err("f() takes 2 positional arguments but 3 positional arguments (and 1 keyword-only argument) were given".into())
+        );
+        assert_eq!(
+            bind(&bare, json!([1, 2, 3]), json!({})),
+            Err("f() takes 2 positional arguments but 3 were given".into())
+        );
+        let signature = Signature::parse(&bare).unwrap();
+        assert_eq!(signature.display(), "foo, bar, *, retry_kwargs, **rest");
+    }
+
+    #[test]
     fn wrong_calls_get_python_3s_own_type_errors() {
         let add = ["x", "y", "z=None"];
         assert_eq!(
@@ -343,7 +456,8 @@ mod tests {
             &["*a", "*b"],
             &["1x"],
             &["x=nope"],
-            &["*args", "key=1"],
+            &["x", "*"],
+            &["*", "*args", "k"],
         ] {
             assert!(Signature::parse(specs).is_err(), "{specs:?}");
         }

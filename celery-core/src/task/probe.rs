@@ -20,32 +20,33 @@ use serde::{
 };
 use serde_json::Value;
 
-use super::params::Signature;
+use super::params::{Signature, Slot};
 
 /// `Err(text)` when a default does not decode into its parameter's type.
 pub(crate) fn check_defaults<A: DeserializeOwned>(signature: &Signature) -> Result<(), String> {
-    let mut items: Vec<Item> = signature
-        .named
+    let slots = signature.slots();
+    let items: Vec<Item> = slots
         .iter()
-        .map(|parameter| match &parameter.default {
-            Some(default) => Item::Value(default.clone()),
-            None => Item::StandIn,
+        .map(|slot| match slot {
+            Slot::Named(parameter) | Slot::KeywordOnly(parameter) => match &parameter.default {
+                Some(default) => Item::Value(default.clone()),
+                None => Item::StandIn,
+            },
+            Slot::VarArgs => Item::Value(Value::Array(Vec::new())),
+            Slot::VarKwargs => Item::Value(Value::Object(serde_json::Map::new())),
         })
         .collect();
-    if signature.var_args.is_some() {
-        items.push(Item::Value(Value::Array(Vec::new())));
-    }
-    if signature.var_kwargs.is_some() {
-        items.push(Item::Value(Value::Object(serde_json::Map::new())));
-    }
     let current = Cell::new(None);
     let outcome = A::deserialize(Tuple {
         items: &items,
         current: &current,
     });
     match (outcome, current.get()) {
-        (Err(error), Some(index)) => match (signature.named.get(index), items.get(index)) {
-            (Some(parameter), Some(Item::Value(default))) => Err(format!(
+        (Err(error), Some(index)) => match (slots.get(index), items.get(index)) {
+            (
+                Some(Slot::Named(parameter) | Slot::KeywordOnly(parameter)),
+                Some(Item::Value(default)),
+            ) => Err(format!(
                 "the default of '{}' ({default}) does not decode into the body's type for it: {error}",
                 parameter.name
             )),

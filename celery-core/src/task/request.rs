@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::in_task::WorkerLink;
 use crate::protocol::TaskMessage;
 
 /// Celery's `self.request`.
@@ -51,6 +52,11 @@ pub struct Request {
     pub timelimit: (Option<f64>, Option<f64>),
     /// `ignore_result`, as sent.
     pub ignore_result: bool,
+    /// How many replacements deep this task is (`self.replace`).
+    pub replaced_task_nesting: i64,
+    /// The way back to the worker, for [`Request::send`] and
+    /// [`Request::update_state`].
+    pub(crate) worker: WorkerLink,
 }
 
 /// Celery's `self.request.delivery_info`.
@@ -92,6 +98,8 @@ impl Request {
             origin: None,
             timelimit: (None, None),
             ignore_result: false,
+            replaced_task_nesting: 0,
+            worker: WorkerLink::default(),
         }
     }
 
@@ -101,12 +109,14 @@ impl Request {
         self
     }
 
-    /// The request of `message`, received from `queue` by node `hostname`.
+    /// The request of `message`, received from `queue` by node `hostname`,
+    /// run by `worker`.
     pub(crate) fn of(
         message: &TaskMessage,
         queue: &str,
         redelivered: bool,
         hostname: &str,
+        worker: WorkerLink,
     ) -> Request {
         let headers = &message.headers;
         let limit = |limit: &Option<serde_json::Number>| limit.as_ref().and_then(|n| n.as_f64());
@@ -140,6 +150,8 @@ impl Request {
             origin: headers.origin.clone(),
             timelimit: (limit(&headers.timelimit[0]), limit(&headers.timelimit[1])),
             ignore_result: headers.ignore_result.unwrap_or(false),
+            replaced_task_nesting: headers.replaced_task_nesting,
+            worker,
         }
     }
 }

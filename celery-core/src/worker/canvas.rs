@@ -27,11 +27,13 @@ use crate::{
 };
 
 /// A task succeeded with `value`: send its callbacks and the chain's next
-/// step, store the result with its children, count it in its chord.
+/// step, store the result with its children (`sent`: what the task sent
+/// itself, first), count it in its chord.
 pub(super) async fn succeeded(
     context: &WorkerContext<impl Broker>,
     message: &TaskMessage,
     value: Value,
+    mut sent: Vec<String>,
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
     let plan = follow_up::after_success(message, &value).unwrap_or_else(|problem| {
@@ -66,7 +68,8 @@ pub(super) async fn succeeded(
             return Box::pin(failed(context, message, &exception, traceback)).await;
         }
     };
-    let meta = in_canvas(ResultMeta::success(id, value), message).with_children(&children);
+    sent.extend(children);
+    let meta = in_canvas(ResultMeta::success(id, value), message).with_children(&sent);
     match store_unless_ignored(context, message, &meta).await {
         Settlement::Ack => count_own_part(context, message, &meta).await,
         not_stored => not_stored,
@@ -134,10 +137,10 @@ pub(super) fn in_canvas(meta: ResultMeta, message: &TaskMessage) -> ResultMeta {
 }
 
 /// Why follow-up messages were not sent.
-struct NotSent {
-    reason: String,
+pub(super) struct NotSent {
+    pub(super) reason: String,
     /// The broker or the result backend was away: worth trying again later.
-    passing: bool,
+    pub(super) passing: bool,
 }
 
 impl From<BrokerError> for NotSent {
@@ -170,7 +173,10 @@ impl From<BackendError> for NotSent {
 /// Publishes a plan: chord sizes first (the result backend must know a
 /// chord's size before any of its header tasks can finish), then every
 /// message. Returns the ids sent.
-async fn publish(context: &WorkerContext<impl Broker>, plan: Plan) -> Result<Vec<String>, NotSent> {
+pub(super) async fn publish(
+    context: &WorkerContext<impl Broker>,
+    plan: Plan,
+) -> Result<Vec<String>, NotSent> {
     if !plan.chord_sizes.is_empty() {
         match &context.backend {
             Some(backend) => {

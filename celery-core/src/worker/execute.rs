@@ -35,7 +35,8 @@ use crate::{
         TaskMessage,
         pyrepr::{abbreviate, repr},
     },
-    task::{Body, Request, Task, TaskError, TaskResult},
+    canvas::Signature,
+    task::{Body, Request, Task, TaskError, TaskResult, WorkerLink},
 };
 use serde_json::Value;
 
@@ -166,8 +167,8 @@ async fn discard_revoked<B: Broker>(
 /// Runs the task under its hard time limit, then logs and stores the
 /// outcome. `terminate` fires on `revoke(terminate=True)`: the task's
 /// future is dropped at its next await, and it counts as REVOKED.
-async fn run(
-    context: &WorkerContext<impl Broker>,
+async fn run<B: Broker>(
+    context: &Arc<WorkerContext<B>>,
     task: &Task,
     message: &TaskMessage,
     queue: &str,
@@ -176,8 +177,18 @@ async fn run(
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
     let started = Instant::now();
+    // The task's way back to the worker: what it sends, and its states.
+    let link = WorkerLink::to(context.clone());
+    let request = Request::of(
+        message,
+        queue,
+        redelivered,
+        &context.state.hostname,
+        link.clone(),
+    );
+    let context = context.as_ref();
     let outcome = tokio::select! {
-        outcome = execute(context, task, message, queue, redelivered) => outcome,
+        outcome = execute(context, task, message, request) => outcome,
         () = terminate.cancelled() => {
             info!("Terminating {id} (Signals.SIGTERM)");
             error!("Task handler raised error: Terminated(15)");
@@ -199,8 +210,9 @@ async fn run(
                     runtime,
                 },
             );
-            canvas::succeeded(context, message, value).await
+            canvas::succeeded(context, message, value, link.sent()).await
         }
+        Err(TaskError::Replace(signature)) => replaced(context, message, *signature).await,
         Err(TaskError::Retry(retry_request)) => {
             let options = task.task_options();
             let limit = retry_request.max_retries.unwrap_or(options.max_retries);
@@ -276,11 +288,9 @@ async fn execute(
     context: &WorkerContext<impl Broker>,
     task: &Task,
     message: &TaskMessage,
-    queue: &str,
-    redelivered: bool,
+    request: Request,
 ) -> TaskResult<Value> {
     let bound = task.bind(&message.args, &message.kwargs)?;
-    let request = Request::of(message, queue, redelivered, &context.state.hostname);
     let running = async {
         match &task.body {
             Body::Async(body) => std::panic::AssertUnwindSafe(body(request, bound))
@@ -323,6 +333,43 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> TaskError {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_owned());
     TaskError::fail("Panic", "rust", format!("the task panicked: {what}"))
+}
+
+/// Celery's `self.replace(signature)`: the replacement takes the task's id
+/// and place (`canvas/replace.rs`) and is sent; the task itself stores no
+/// result and is acked, as Celery's `Ignore` is. A signature Celery refuses
+/// fails the task with Celery's `ImproperlyConfigured`.
+async fn replaced(
+    context: &WorkerContext<impl Broker>,
+    message: &TaskMessage,
+    signature: Signature,
+) -> Settlement {
+    let (name, id) = (&message.headers.task, &message.headers.id);
+    let refused = |reason: String| {
+        ExceptionInfo::new("ImproperlyConfigured", "celery.exceptions", reason)
+    };
+    let plan = match crate::canvas::replace(message, signature) {
+        Ok(plan) => plan,
+        Err(problem) => return failed(context, message, refused(problem.to_string())).await,
+    };
+    match canvas::publish(context, plan).await {
+        Ok(_) => {
+            info!("Task {name}[{id}] ignored");
+            Settlement::Ack
+        }
+        Err(not_sent) if not_sent.passing => {
+            warn!(
+                "Task {name}[{id}] could not send its replacement ({}); requeueing it",
+                not_sent.reason
+            );
+            Settlement::Requeue
+        }
+        Err(not_sent) => {
+            let exception =
+                ExceptionInfo::new("OperationalError", "kombu.exceptions", not_sent.reason);
+            failed(context, message, exception).await
+        }
+    }
 }
 
 /// Celery's retry: publish a new message with the same id, then ack the

@@ -24,6 +24,7 @@ mod canvas;
 mod context;
 mod execute;
 mod publisher;
+mod services;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
