@@ -39,10 +39,20 @@ if [ ! -d "$work/celery-5.7.0/t/integration" ]; then
 fi
 sdist=$work/celery-5.7.0
 
-# The tasks our worker runs: every task of integration-tasks/, by its
-# Celery name. Anything else stays with the Python worker.
+# The tasks our worker runs: every task its banner lists under [tasks]
+# (integration-tasks/, by Celery name). Anything else stays with Python.
 ported_tasks() {
-  "$root/target/debug/integration-tasks" tasks
+  sed -n 's/^  \. \(t\.integration\.tasks\.[a-z_0-9]*\)$/\1/p' "$1"
+}
+
+# Waits for the worker whose log is $1 to say it is ready.
+wait_ready() {
+  for _ in $(seq 1 120); do
+    grep -q ' ready\.$' "$1" && return 0
+    sleep 0.5
+  done
+  echo "bench/celery_suite.sh: our worker did not start; see $1" >&2
+  return 1
 }
 
 run() {
@@ -56,8 +66,16 @@ run() {
   local rust_worker=
   if [ "$mode" = mixed ]; then
     cargo build -q -p integration-tasks
+    # Our worker consumes `rust`; what it sends on (chain steps, callbacks,
+    # replacements) goes to its default queue, `celery`, as Celery's would
+    # without routes for them.
+    "$root/target/debug/integration-tasks" worker -Q rust -c 16 --without-mingle \
+      --broker amqp://guest:guest@localhost:5672// --result-backend redis://localhost:6379/0 \
+      >"$out/rust-worker.log" 2>&1 &
+    rust_worker=$!
+    wait_ready "$out/rust-worker.log"
     local routes
-    routes=$(ported_tasks | "$python" -c '
+    routes=$(ported_tasks "$out/rust-worker.log" | "$python" -c '
 import json, sys
 print(json.dumps({name.strip(): {"queue": "rust"} for name in sys.stdin if name.strip()}))')
     printf '{"task_queues": {"celery": {}, "rust": {}}, "task_routes": %s}\n' "$routes" >"$config"
@@ -70,10 +88,6 @@ import pytest
 def celery_worker_parameters():
     return {'queues': ('celery',)}
 PY
-    "$root/target/debug/integration-tasks" worker -Q rust -c 16 --without-mingle \
-      --broker amqp://guest:guest@localhost:5672// --result-backend redis://localhost:6379/0 \
-      >"$out/rust-worker.log" 2>&1 &
-    rust_worker=$!
   else
     echo '{}' >"$config"
     rm -f "$sdist/conftest.py"
@@ -91,6 +105,9 @@ PY
   fi
   rm -f "$config" "$sdist/conftest.py"
   echo "$mode: $(tail -n 1 "$out/pytest.log") (${took}s; log: target/celery-suite/$mode/pytest.log)"
+  if [ -n "$rust_worker" ]; then
+    echo "$mode: our worker ran $(grep -c '\] received$' "$out/rust-worker.log") tasks (log: target/celery-suite/$mode/rust-worker.log)"
+  fi
 }
 
 case "$mode" in

@@ -63,7 +63,10 @@
 //! | warm / cold shutdown | [`worker::ShutdownSignals`] |
 //! | `celery beat`, `beat_schedule` | [`beat::run`], a TOML schedule file |
 //! | `add.s(2, 2)`, `.si(…)` | [`canvas::Signature`] |
-//! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::expression::parse`] or a [`canvas::Signature`], then [`canvas::freeze`] and [`canvas::apply()`]; the worker runs them (`worker/canvas.rs`) |
+//! | `chain(…)`, `group(…)`, `chord(…)`, `link=`, `link_error=` | [`canvas::Signature::chain`], [`canvas::Signature::group`], [`canvas::Signature::chord`] (or [`canvas::expression::parse`]), then [`canvas::freeze`] and [`canvas::apply()`]; the worker runs them (`worker/canvas.rs`) |
+//! | `sig.apply_async()` inside a task | [`task::Request::send`] |
+//! | `self.update_state(state=…, meta=…)` | [`task::Request::update_state`] |
+//! | `self.replace(sig)` | [`task::TaskError::replace`], worked out by [`canvas::replace()`] |
 //! | `task_default_queue` | [`worker::WorkerConfig::default_queue`] |
 //! | pidbox, `app.control.inspect()`, `app.control.revoke()` | [`control::client::broadcast`]; the worker answers in [`control::server`] |
 //! | `worker_state.revoked` | [`control::revoked::RevokedSet`] |

@@ -123,10 +123,16 @@ fn accumulate() -> Task {
                 })?,
             };
             let length = i64::try_from(args.len()).unwrap_or(i64::MAX);
-            let at = if index < 0 { length.checked_add(index) } else { Some(index) };
+            let at = if index < 0 {
+                length.checked_add(index)
+            } else {
+                Some(index)
+            };
             at.and_then(|at| usize::try_from(at).ok())
                 .and_then(|at| args.get(at).cloned())
-                .ok_or_else(|| TaskError::fail("IndexError", "builtins", "tuple index out of range"))
+                .ok_or_else(|| {
+                    TaskError::fail("IndexError", "builtins", "tuple index out of range")
+                })
         },
     )
 }

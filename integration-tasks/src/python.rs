@@ -43,7 +43,11 @@ fn float(value: f64) -> TaskResult<Value> {
 
 fn overflow() -> TaskError {
     // Python's ints do not overflow; ours are 64 bits.
-    TaskError::fail("OverflowError", "builtins", "integer result does not fit in 64 bits")
+    TaskError::fail(
+        "OverflowError",
+        "builtins",
+        "integer result does not fit in 64 bits",
+    )
 }
 
 fn unsupported(operator: &str, a: &Value, b: &Value) -> TaskError {

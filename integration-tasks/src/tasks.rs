@@ -71,9 +71,11 @@ fn arithmetic() -> Vec<Task> {
             },
         ),
         // def mul(x: int, y: int) -> int: return x * y
-        Task::new(&name("mul"), &["x", "y"], |(x, y): (Value, Value)| async move {
-            python::mul(&x, &y)
-        }),
+        Task::new(
+            &name("mul"),
+            &["x", "y"],
+            |(x, y): (Value, Value)| async move { python::mul(&x, &y) },
+        ),
         // @shared_task(typing=False) def add_not_typed(x, y): return x + y
         Task::new(
             &name("add_not_typed"),
@@ -93,40 +95,60 @@ fn arithmetic() -> Vec<Task> {
             |(x, y): (Value, Value)| async move { python::add(&x, &y) },
         ),
         // def tsum(nums): return sum(nums)
-        Task::new(&name("tsum"), &["nums"], |(nums,): (Vec<Value>,)| async move {
-            python::sum(&nums)
-        }),
+        Task::new(
+            &name("tsum"),
+            &["nums"],
+            |(nums,): (Vec<Value>,)| async move { python::sum(&nums) },
+        ),
         // def xsum(nums): return sum(sum(num) if isinstance(num, Iterable) else num for num in nums)
-        Task::new(&name("xsum"), &["nums"], |(nums,): (Vec<Value>,)| async move {
-            let mut total = Value::from(0);
-            for num in &nums {
-                let part = match num {
-                    Value::Array(inner) => python::sum(inner)?,
-                    other => other.clone(),
-                };
-                total = python::add(&total, &part)?;
-            }
-            Ok(total)
-        }),
+        Task::new(
+            &name("xsum"),
+            &["nums"],
+            |(nums,): (Vec<Value>,)| async move {
+                let mut total = Value::from(0);
+                for num in &nums {
+                    let part = match num {
+                        Value::Array(inner) => python::sum(inner)?,
+                        other => other.clone(),
+                    };
+                    total = python::add(&total, &part)?;
+                }
+                Ok(total)
+            },
+        ),
         // def return_exception(e): return e, True
-        Task::new(&name("return_exception"), &["e"], |(e,): (Value,)| async move {
-            TaskResult::Ok(json!([e, true]))
-        }),
+        Task::new(
+            &name("return_exception"),
+            &["e"],
+            |(e,): (Value,)| async move { TaskResult::Ok(json!([e, true])) },
+        ),
     ]
 }
 
 fn failures() -> Vec<Task> {
     vec![
         // def fail(*args): raise ExpectedException("Task expected to fail", *args)
-        Task::new(&name("fail"), &["*args"], |(args,): (Vec<Value>,)| async move {
-            let mut all = vec![Value::from("Task expected to fail")];
-            all.extend(args);
-            TaskResult::<()>::Err(expected_exception(all))
-        }),
+        Task::new(
+            &name("fail"),
+            &["*args"],
+            |(args,): (Vec<Value>,)| async move {
+                let mut all = vec![Value::from("Task expected to fail")];
+                all.extend(args);
+                TaskResult::<()>::Err(expected_exception(all))
+            },
+        ),
         // def raise_error(*args): raise ValueError("deliberate error")
-        Task::new(&name("raise_error"), &["*args"], |(_args,): (Vec<Value>,)| async move {
-            TaskResult::<()>::Err(TaskError::fail("ValueError", "builtins", "deliberate error"))
-        }),
+        Task::new(
+            &name("raise_error"),
+            &["*args"],
+            |(_args,): (Vec<Value>,)| async move {
+                TaskResult::<()>::Err(TaskError::fail(
+                    "ValueError",
+                    "builtins",
+                    "deliberate error",
+                ))
+            },
+        ),
     ]
 }
 
@@ -134,9 +156,13 @@ fn lineage() -> Vec<Task> {
     vec![
         // @shared_task(bind=True) def ids(self, i):
         //     return self.request.root_id, self.request.parent_id, i
-        Task::bound(&name("ids"), &["i"], |request: Request, (i,): (Value,)| async move {
-            TaskResult::Ok(json!([request.root_id, request.parent_id, i]))
-        }),
+        Task::bound(
+            &name("ids"),
+            &["i"],
+            |request: Request, (i,): (Value,)| async move {
+                TaskResult::Ok(json!([request.root_id, request.parent_id, i]))
+            },
+        ),
         // @shared_task(bind=True) def collect_ids(self, res, i):
         //     return res, (self.request.root_id, self.request.parent_id, i)
         Task::bound(
@@ -160,9 +186,11 @@ fn lineage() -> Vec<Task> {
             },
         ),
         // @shared_task(bind=True) def return_request_eta(self): return self.request.eta
-        Task::bound(&name("return_request_eta"), &[], |request: Request, (): ()| async move {
-            TaskResult::Ok(request.eta)
-        }),
+        Task::bound(
+            &name("return_request_eta"),
+            &[],
+            |request: Request, (): ()| async move { TaskResult::Ok(request.eta) },
+        ),
     ]
 }
 
@@ -221,7 +249,8 @@ fn waiting() -> Vec<Task> {
 }
 
 fn with_redis(redis: &ConnectionManager) -> Vec<Task> {
-    let (echo, count, group_ids, errback) = (redis.clone(), redis.clone(), redis.clone(), redis.clone());
+    let (echo, count, group_ids, errback) =
+        (redis.clone(), redis.clone(), redis.clone(), redis.clone());
     vec![
         // def redis_echo(message, redis_key="redis-echo"): rpush(redis_key, message)
         Task::new(
@@ -231,7 +260,10 @@ fn with_redis(redis: &ConnectionManager) -> Vec<Task> {
                 let mut redis = echo.clone();
                 async move {
                     let message = python::redis_bytes(&message)?;
-                    redis.rpush::<_, _, ()>(redis_key, message).await.or_fail()?;
+                    redis
+                        .rpush::<_, _, ()>(redis_key, message)
+                        .await
+                        .or_fail()?;
                     Ok(())
                 }
             },
@@ -289,9 +321,13 @@ fn replacing() -> Vec<Task> {
     vec![
         // @shared_task(bind=True) def add_replaced(self, x, y):
         //     raise self.replace(add.s(x, y))
-        Task::new(&name("add_replaced"), &["x", "y"], |(x, y): (Value, Value)| async move {
-            TaskResult::<()>::Err(TaskError::replace(s("add", vec![x, y])))
-        }),
+        Task::new(
+            &name("add_replaced"),
+            &["x", "y"],
+            |(x, y): (Value, Value)| async move {
+                TaskResult::<()>::Err(TaskError::replace(s("add", vec![x, y])))
+            },
+        ),
         // def add_replaced_with_chain(self, x, y):
         //     raise self.replace(chain(add.s(x, y), identity.s()))
         Task::new(
@@ -339,15 +375,20 @@ fn replacing() -> Vec<Task> {
             &name("replace_with_chain_which_contains_a_group"),
             &[],
             |(): ()| async move {
-                let group = Signature::group(vec![s("add", vec![json!(1)]), s("add", vec![json!(1)])]);
+                let group =
+                    Signature::group(vec![s("add", vec![json!(1)]), s("add", vec![json!(1)])]);
                 let chain = Signature::chain(vec![s("add", vec![json!(1), json!(2)]), group]);
                 TaskResult::<()>::Err(TaskError::replace(chain))
             },
         ),
         // def fail_replaced(self, *args): raise self.replace(fail.si(*args))
-        Task::new(&name("fail_replaced"), &["*args"], |(args,): (Vec<Value>,)| async move {
-            TaskResult::<()>::Err(TaskError::replace(s("fail", args).immutable()))
-        }),
+        Task::new(
+            &name("fail_replaced"),
+            &["*args"],
+            |(args,): (Vec<Value>,)| async move {
+                TaskResult::<()>::Err(TaskError::replace(s("fail", args).immutable()))
+            },
+        ),
         // def add_to_all(self, nums, val):
         //     raise self.replace(group(*[add.s(num, val) for num in nums]))
         Task::new(
@@ -362,19 +403,13 @@ fn replacing() -> Vec<Task> {
             },
         ),
         // def second_order_replace1(self, state=False): …
-        second_order_replace(
-            "second_order_replace1",
-            "In A",
-            "Out A",
-            |state_true| vec![s("second_order_replace2", vec![]), state_true],
-        ),
+        second_order_replace("second_order_replace1", "In A", "Out A", |state_true| {
+            vec![s("second_order_replace2", vec![]), state_true]
+        }),
         // def second_order_replace2(self, state=False): …
-        second_order_replace(
-            "second_order_replace2",
-            "In B",
-            "Out B",
-            |state_true| vec![s("redis_echo", vec![json!("In/Out C")]), state_true],
-        ),
+        second_order_replace("second_order_replace2", "In B", "Out B", |state_true| {
+            vec![s("redis_echo", vec![json!("In/Out C")]), state_true]
+        }),
     ]
 }
 
@@ -387,16 +422,26 @@ fn second_order_replace(
     outside: &'static str,
     chain: fn(Signature) -> Vec<Signature>,
 ) -> Task {
-    Task::new(&name(function), &["state=False"], move |(state,): (bool,)| async move {
-        let mut redis = crate::redis_connection().await.or_fail()?;
-        if state {
-            redis.rpush::<_, _, ()>("redis-echo", outside).await.or_fail()?;
-            return Ok(());
-        }
-        redis.rpush::<_, _, ()>("redis-echo", inside).await.or_fail()?;
-        let again = s(function, vec![]).with_kwarg("state", true).immutable();
-        Err(TaskError::replace(Signature::chain(chain(again))))
-    })
+    Task::new(
+        &name(function),
+        &["state=False"],
+        move |(state,): (bool,)| async move {
+            let mut redis = crate::redis_connection().await.or_fail()?;
+            if state {
+                redis
+                    .rpush::<_, _, ()>("redis-echo", outside)
+                    .await
+                    .or_fail()?;
+                return Ok(());
+            }
+            redis
+                .rpush::<_, _, ()>("redis-echo", inside)
+                .await
+                .or_fail()?;
+            let again = s(function, vec![]).with_kwarg("state", true).immutable();
+            Err(TaskError::replace(Signature::chain(chain(again))))
+        },
+    )
 }
 
 fn sending() -> Vec<Task> {

@@ -109,9 +109,7 @@ fn accumulated(group: Signature) -> Signature {
     let body = Signature::new(ACCUMULATE, Vec::new()).with_kwarg("index", 0);
     let mut chord = Signature::new("celery.chord", Vec::new());
     chord.subtask_type = Some("chord".to_owned());
-    chord
-        .kwargs
-        .insert("header".to_owned(), group.to_value());
+    chord.kwargs.insert("header".to_owned(), group.to_value());
     chord.kwargs.insert("body".to_owned(), body.to_value());
     chord
 }
@@ -203,7 +201,8 @@ mod tests {
     use crate::protocol::{SendOptions, TaskMessage};
 
     fn running(name: &str) -> TaskMessage {
-        let mut message = TaskMessage::new(name, vec![], Default::default(), &SendOptions::default());
+        let mut message =
+            TaskMessage::new(name, vec![], Default::default(), &SendOptions::default());
         message.headers.id = "replaced-id".into();
         message.headers.root_id = Some("root-id".into());
         message

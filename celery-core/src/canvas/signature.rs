@@ -120,7 +120,9 @@ impl Signature {
         let mut signature = Signature::new(task, Vec::new());
         signature.subtask_type = Some(kind.to_owned());
         let parts = parts.iter().map(Signature::to_value).collect();
-        signature.kwargs.insert("tasks".to_owned(), Value::Array(parts));
+        signature
+            .kwargs
+            .insert("tasks".to_owned(), Value::Array(parts));
         signature
     }
 

@@ -121,8 +121,7 @@ impl Request {
             parent_id: Some(self.id.clone()),
             root_id: Some(self.root_id.clone().unwrap_or_else(|| self.id.clone())),
         };
-        let plan = apply(signature, &[], &lineage)
-            .map_err(|error| cannot(error.to_string()))?;
+        let plan = apply(signature, &[], &lineage).map_err(|error| cannot(error.to_string()))?;
         worker.send_plan(plan).await?;
         if let Ok(mut sent) = self.worker.sent.lock() {
             sent.extend(awaited.ids().into_iter().map(str::to_owned));

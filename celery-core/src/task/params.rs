@@ -153,7 +153,12 @@ impl Signature {
                 .iter()
                 .filter(|parameter| kwargs.contains_key(&parameter.name))
                 .count();
-            return Err(too_many_positional(function, named, args.len(), keyword_only));
+            return Err(too_many_positional(
+                function,
+                named,
+                args.len(),
+                keyword_only,
+            ));
         }
         let mut bound: Vec<Option<Value>> = named
             .iter()
@@ -164,7 +169,10 @@ impl Signature {
         let mut keyword_only: Vec<Option<Value>> = vec![None; self.keyword_only.len()];
         let mut extra_kwargs = Map::new();
         for (name, value) in kwargs {
-            let only = self.keyword_only.iter().position(|parameter| &parameter.name == name);
+            let only = self
+                .keyword_only
+                .iter()
+                .position(|parameter| &parameter.name == name);
             match named.iter().position(|parameter| &parameter.name == name) {
                 Some(index) => match bound.get_mut(index) {
                     Some(Some(_)) => {
@@ -218,7 +226,12 @@ impl Signature {
         if self.var_args.is_some() {
             values.push(Value::Array(extra_args));
         }
-        values.extend(self.keyword_only.iter().zip(keyword_only).map(given_or_default));
+        values.extend(
+            self.keyword_only
+                .iter()
+                .zip(keyword_only)
+                .map(given_or_default),
+        );
         if self.var_kwargs.is_some() {
             values.push(Value::Object(extra_kwargs));
         }

@@ -30,12 +30,12 @@ use super::{
 use crate::{
     backend::{ExceptionInfo, ResultMeta},
     broker::{Broker, Consumer, Delivery, Settlement},
+    canvas::Signature,
     control::events::TaskEvent,
     protocol::{
         TaskMessage,
         pyrepr::{abbreviate, repr},
     },
-    canvas::Signature,
     task::{Body, Request, Task, TaskError, TaskResult, WorkerLink},
 };
 use serde_json::Value;
@@ -345,9 +345,8 @@ async fn replaced(
     signature: Signature,
 ) -> Settlement {
     let (name, id) = (&message.headers.task, &message.headers.id);
-    let refused = |reason: String| {
-        ExceptionInfo::new("ImproperlyConfigured", "celery.exceptions", reason)
-    };
+    let refused =
+        |reason: String| ExceptionInfo::new("ImproperlyConfigured", "celery.exceptions", reason);
     let plan = match crate::canvas::replace(message, signature) {
         Ok(plan) => plan,
         Err(problem) => return failed(context, message, refused(problem.to_string())).await,

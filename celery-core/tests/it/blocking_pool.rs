@@ -3,8 +3,6 @@
 //! the same moment still finish within a few milliseconds. (On the event
 //! loop they would wait the full 200 ms behind the spinners.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::{Duration, Instant};
 
 use celery_core::{
