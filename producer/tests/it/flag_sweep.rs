@@ -10,7 +10,7 @@ fn no_flag_value_panics() {
         binary: env!("CARGO_BIN_EXE_producer"),
         base: &[
             ("--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"),
-            ("--connect-timeout", "0.1"),
+            ("--connect-timeout", "0.01"),
         ],
         ..Sweep::default()
     }

@@ -11,10 +11,18 @@
 use std::{
     ffi::OsString,
     os::unix::ffi::OsStringExt,
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    process::{ExitStatus, Stdio},
+    sync::Arc,
+    time::Duration,
 };
+
+use tokio::{io::AsyncReadExt, process::Command, sync::Semaphore, task::JoinSet};
+
+/// Runs at once: the sweep's processes mostly wait on a refused connect.
+const AT_ONCE: usize = 8;
+
+/// A run still going after this long accepted its value: it is stopped.
+const ACCEPTED_AFTER: Duration = Duration::from_secs(5);
 
 /// Values that broke, or could break, something: numbers past every range,
 /// NaN and infinities, empty and huge text, odd URLs and times.
@@ -79,7 +87,7 @@ struct Flag {
 
 /// Reads the options (and their `[env: …]`) from `binary command… --help`.
 fn flags_of(binary: &str, command: &[&str]) -> Vec<Flag> {
-    let output = Command::new(binary)
+    let output = std::process::Command::new(binary)
         .args(command)
         .arg("--help")
         .output()
@@ -127,36 +135,35 @@ fn flags_of(binary: &str, command: &[&str]) -> Vec<Flag> {
     flags
 }
 
-/// How one run went wrong, if it did.
-fn problem(binary: &str, args: &[OsString], envs: &[(String, OsString)]) -> Option<String> {
+/// How one run went wrong, if it did. Waits for the process itself (no
+/// polling), and reads its stderr meanwhile, even from a run that is
+/// stopped: a panic in a spawned task leaves the process running.
+async fn problem(binary: &str, args: &[OsString], envs: &[(String, OsString)]) -> Option<String> {
     let mut child = Command::new(binary)
         .args(args)
         .envs(envs.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .ok()?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                // Still running with this value: accepted, and no panic so far.
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
+    let mut pipe = child.stderr.take()?;
+    let reading = tokio::spawn(async move {
+        let mut stderr = Vec::new();
+        let _ = pipe.read_to_end(&mut stderr).await;
+        String::from_utf8_lossy(&stderr).into_owned()
+    });
+    let status: Option<ExitStatus> = match tokio::time::timeout(ACCEPTED_AFTER, child.wait()).await
+    {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            // Still running with this value: accepted, and no panic so far.
+            let _ = child.kill().await;
+            None
         }
     };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use std::io::Read;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
+    let stderr = reading.await.unwrap_or_default();
     let shown = |args: &[OsString]| {
         args.iter()
             .map(|arg| {
@@ -280,45 +287,42 @@ impl Sweep<'_> {
     }
 }
 
-/// Runs `runs`, four at a time, and collects the problems.
+/// Runs `runs`, [`AT_ONCE`] at a time, and collects the problems.
 fn run_all(binary: &str, runs: Vec<Run>, base_env: &[(&str, &str)]) -> Vec<String> {
     let base_env: Vec<(String, OsString)> = base_env
         .iter()
         .map(|(name, value)| ((*name).to_owned(), OsString::from(value)))
         .collect();
-    let runs = Arc::new(Mutex::new(runs));
-    let problems = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let runs = runs.clone();
-            let problems = problems.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("a runtime for the sweep: {error}")); // ok-panic: test support only
+    runtime.block_on(async {
+        let places = Arc::new(Semaphore::new(AT_ONCE));
+        let mut running = JoinSet::new();
+        for (args, swept) in runs {
+            // The swept variable wins over a base one of the same name.
+            let mut envs: Vec<(String, OsString)> = base_env
+                .iter()
+                .filter(|(name, _)| swept.iter().all(|(other, _)| other != name))
+                .cloned()
+                .collect();
+            envs.extend(swept);
+            let place = places.clone().acquire_owned().await;
             let binary = binary.to_owned();
-            let base_env = base_env.clone();
-            std::thread::spawn(move || {
-                loop {
-                    let next = runs.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some((args, swept)) = next else { return };
-                    // The swept variable wins over a base one of the same name.
-                    let mut envs: Vec<(String, OsString)> = base_env
-                        .iter()
-                        .filter(|(name, _)| swept.iter().all(|(other, _)| other != name))
-                        .cloned()
-                        .collect();
-                    envs.extend(swept);
-                    if let Some(found) = problem(&binary, &args, &envs) {
-                        problems
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(found);
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
-    problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            running.spawn(async move {
+                let _place = place;
+                problem(&binary, &args, &envs).await
+            });
+        }
+        let mut problems = Vec::new();
+        while let Some(done) = running.join_next().await {
+            if let Ok(Some(found)) = done {
+                problems.push(found);
+            }
+        }
+        problems
+    })
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ fn no_flag_value_panics() {
                 binary,
                 base: &[
                     ("--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"),
-                    ("--connect-timeout", "0.2"),
+                    ("--connect-timeout", "0.01"),
                 ],
                 ..Sweep::default()
             }
