@@ -91,7 +91,8 @@ impl Request {
     /// `sig.apply_async()` in a task body does: this task is the parent of
     /// what it sends, its root is theirs, and their ids are recorded as its
     /// result's `children`. Returns what to wait for (every id is fixed
-    /// before anything is sent).
+    /// before anything is sent). A blocking body (on the worker's thread
+    /// pool) calls it through `tokio::runtime::Handle::current().block_on`.
     ///
     /// ```no_run
     /// # use celery_core::{canvas::Signature, task::{Request, TaskResult}};
