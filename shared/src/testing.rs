@@ -14,7 +14,9 @@ use std::{
 use lapin::{Connection, ConnectionProperties, options::QueueDeleteOptions};
 
 pub mod cluster;
+mod process;
 mod sweep;
+pub use process::{Process, Stream, send_signal, venv_python};
 pub use sweep::{Sweep, hostile_values};
 
 /// The broker the tests use: `AMQP_URL`, or the blog's default.

@@ -2,16 +2,12 @@
 //! Python and Celery 5.7, not against our idea of them: the `TypeError`
 //! a wrong call raises, and Celery's retry backoff.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use celery_core::task::{TaskOptions, bind_arguments};
 use serde_json::{Map, Value, json};
 
-fn python() -> PathBuf {
-    std::env::var_os("CELERY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
-}
+use shared::testing::venv_python as python;
 
 /// Runs `script` in the venv's Python and returns its output lines.
 fn run_python(script: &str) -> Vec<String> {

@@ -2,15 +2,11 @@
 //! `celery_core::config` tells misspelt names from Celery's own by is
 //! Celery's, and every name we read is one of Celery's (or marked ours).
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use celery_core::config::{CELERY_SETTINGS, SUPPORTED};
 
-fn python() -> PathBuf {
-    std::env::var_os("CELERY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
-}
+use shared::testing::venv_python as python;
 
 #[test]
 fn the_list_matches_celerys() {

@@ -16,10 +16,6 @@ use tokio::{
 const BROKER: &str = "redis://127.0.0.1:6379/12";
 const RESULTS: &str = "redis://127.0.0.1:6379/13";
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// `cargo test` builds the examples beside the test binaries' `deps/`.
 fn example() -> PathBuf {
     let test = std::env::current_exe().unwrap();
@@ -31,12 +27,6 @@ fn example() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("CELERY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"))
 }
 
 /// What a Python app does: call the Rust tasks by name and print the results.
@@ -82,7 +72,7 @@ async fn a_python_client_calls_the_example_worker() {
 
     let client = timeout(
         Duration::from_secs(90),
-        Command::new(python())
+        Command::new(shared::testing::venv_python())
             .args(["-c", CLIENT])
             .env("BROKER", BROKER)
             .env("RESULTS", RESULTS)
@@ -108,12 +98,7 @@ async fn a_python_client_calls_the_example_worker() {
         ]
     );
 
-    let pid = worker.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
+    shared::testing::send_signal(worker.id().unwrap(), "-TERM");
     let status = timeout(Duration::from_secs(30), worker.wait())
         .await
         .unwrap()

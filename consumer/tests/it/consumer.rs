@@ -265,12 +265,7 @@ async fn sigterm_leaves_exactly_the_unprinted_messages_in_the_queue() {
     assert!(first.is_some(), "the consumer printed nothing");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    shared::testing::send_signal(child.id().unwrap(), "-TERM");
     let mut printed = vec![first.unwrap()];
     while let Some(line) = timeout(WAIT, lines.next_line()).await.unwrap().unwrap() {
         printed.push(line);
@@ -332,12 +327,7 @@ async fn a_lost_connection_is_logged_once_and_its_recovery_too() {
             None => panic!("the consumer ended: {printed:?}"),
         }
     }
-    let pid = child.id().unwrap().to_string();
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    shared::testing::send_signal(child.id().unwrap(), "-TERM");
     let output = timeout(WAIT, child.wait_with_output())
         .await
         .unwrap()

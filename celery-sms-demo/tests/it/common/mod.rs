@@ -7,15 +7,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
     time::{Instant, sleep, timeout},
 };
@@ -27,7 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 pub mod fake_gateway;
 
-pub use shared::testing::unique_name;
+pub use shared::testing::{Stream, unique_name};
 
 /// The two transports every interop test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +53,7 @@ fn workspace() -> PathBuf {
 
 /// The venv's Python (made by `scripts/python-env`, which `scripts/test` runs).
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("CELERY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    let path = shared::testing::venv_python();
     assert!(
         path.exists(),
         "no Python venv at {}: run scripts/python-env (scripts/test does)",
@@ -74,48 +66,26 @@ pub fn python_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
 }
 
-/// A running process whose stderr (the log) is collected line by line.
+/// A running process whose stderr (the log) is collected line by line
+/// (`shared::testing::Process`, with this harness's names).
 pub struct Process {
-    pub child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    stdout: Arc<Mutex<Vec<String>>>,
+    inner: shared::testing::Process,
 }
 
 impl Process {
     /// Spawns `command`, collecting its stdout and stderr line by line.
-    pub fn spawn(mut command: Command) -> Process {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("cannot start the process");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        for (stream, sink) in [
-            (
-                Box::new(child.stderr.take().unwrap())
-                    as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                log.clone(),
-            ),
-            (Box::new(child.stdout.take().unwrap()), stdout.clone()),
-        ] {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    sink.lock().unwrap().push(line);
-                }
-            });
+    pub fn spawn(command: Command) -> Process {
+        Process {
+            inner: shared::testing::Process::spawn(command),
         }
-        Process { child, log, stdout }
     }
 
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.inner.lines_of(Stream::Stderr)
     }
 
     pub fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        self.inner.lines_of(Stream::Stdout)
     }
 
     pub fn log_text(&self) -> String {
@@ -124,41 +94,25 @@ impl Process {
 
     /// Waits until `count` log lines contain `needle`.
     pub async fn wait_for_log(&self, needle: &str, count: usize, within: Duration) {
-        let deadline = Instant::now() + within;
-        while self
-            .log()
-            .iter()
-            .filter(|line| line.contains(needle))
-            .count()
-            < count
-        {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {count}× '{needle}'; log:\n{}",
-                self.log_text()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
+        self.inner
+            .wait_for(Stream::Stderr, needle, count, within)
+            .await;
     }
 
+    /// Sends a signal: `"-TERM"`, `"-INT"`, `"-KILL"`.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("process already reaped").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.inner.signal(signal);
     }
 
-    /// Waits for the exit (bounded) and returns the exit code.
+    /// The process id.
+    pub fn id(&self) -> Option<u32> {
+        self.inner.child.id()
+    }
+
+    /// Waits for the exit (bounded), and every line it wrote; returns the
+    /// exit code.
     pub async fn wait(&mut self) -> Option<i32> {
-        let status = timeout(WAIT, self.child.wait())
-            .await
-            .expect("process did not exit")
-            .unwrap();
-        // Give the log readers a moment to take the last lines.
-        sleep(Duration::from_millis(100)).await;
-        status.code()
+        self.inner.wait(WAIT).await
     }
 
     /// Ids of tasks the log says succeeded (our worker and Celery log alike).

@@ -7,18 +7,12 @@
 //! parallel without meeting, and deleting the vhost cleans up everything.
 #![allow(dead_code)]
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
+use shared::testing::Stream;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    task::JoinHandle,
-    time::{Instant, sleep, timeout},
+    process::Command,
+    time::{Instant, sleep},
 };
 
 /// The management API the tests create their vhosts through.
@@ -187,7 +181,7 @@ pub fn rust(name: &str, args: &[&str], vhost: &Vhost) -> Command {
 
 /// The pika script `name`.py from `tutorials/python`, run by the venv's Python.
 pub fn python(name: &str, args: &[&str], vhost: &Vhost) -> Command {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let venv = shared::testing::venv_python();
     assert!(
         venv.exists(),
         "no Python venv at {}: run scripts/python-env (scripts/test does)",
@@ -232,32 +226,16 @@ impl Side {
 /// How long any one step may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A running program, its stdout and stderr collected line by line.
+/// A running program, its stdout and stderr collected line by line
+/// (`shared::testing::Process`, with this harness's names).
 pub struct Running {
-    pub child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    collectors: Vec<JoinHandle<()>>,
+    inner: shared::testing::Process,
 }
 
 impl Running {
-    pub fn start(mut command: Command) -> Running {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("cannot start the program");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let collectors = vec![collect(out, stdout.clone()), collect(err, stderr.clone())];
+    pub fn start(command: Command) -> Running {
         Running {
-            child,
-            stdout,
-            stderr,
-            collectors,
+            inner: shared::testing::Process::spawn(command),
         }
     }
 
@@ -269,66 +247,33 @@ impl Running {
     }
 
     pub fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        self.inner.lines_of(Stream::Stdout)
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        self.inner.lines_of(Stream::Stderr).join("\n")
     }
 
     /// Waits until `count` stdout lines contain `needle`.
     pub async fn wait_for(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self
-            .stdout()
-            .iter()
-            .filter(|line| line.contains(needle))
-            .count()
-            < count
-        {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {count}× '{needle}'; stdout: {:?}\nstderr: {}",
-                self.stdout(),
-                self.stderr()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
+        self.inner
+            .wait_for(Stream::Stdout, needle, count, WAIT)
+            .await;
     }
 
     /// Waits until the log (stderr) contains `needle`.
     pub async fn wait_for_stderr(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.stderr().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for '{needle}' in stderr: {}",
-                self.stderr()
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
+        self.inner.wait_for(Stream::Stderr, needle, 1, WAIT).await;
     }
 
+    /// Sends a signal: `"-TERM"`, `"-INT"`, `"-KILL"`.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("already exited").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.inner.signal(signal);
     }
 
     /// Waits (bounded) for the exit; returns the exit code.
     pub async fn wait(&mut self) -> Option<i32> {
-        let status = timeout(WAIT, self.child.wait())
-            .await
-            .expect("the program did not exit")
-            .unwrap();
-        // Every line the program wrote is read once its pipes close.
-        for collector in self.collectors.drain(..) {
-            let _ = timeout(WAIT, collector).await;
-        }
-        status.code()
+        self.inner.wait(WAIT).await
     }
 
     /// Ctrl-C, then the exit code.
@@ -336,18 +281,6 @@ impl Running {
         self.signal("-INT");
         self.wait().await
     }
-}
-
-fn collect(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    sink: Arc<Mutex<Vec<String>>>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    })
 }
 
 /// Runs a program that ends by itself (a sender), asserts it succeeded, and
