@@ -129,6 +129,14 @@ fn apply_into(
             let group_id = signature.freeze();
             for (index, mut member) in members.into_iter().enumerate() {
                 inherit(&mut member, &signature);
+                // A group's links are each member's, replacing the member's
+                // own, as the call-time options Celery's group applies its
+                // members with (a chord's errback reaches a group body so).
+                for link in ["link", "link_error"] {
+                    if let Some(value) = signature.options.get(link) {
+                        member.set_option(link, value.clone());
+                    }
+                }
                 let member = member_of(member, &group_id, index, None);
                 apply_into(plan, member, front, lineage, depth + 1)?;
             }
@@ -141,6 +149,15 @@ fn apply_into(
             let group_id = group_id.unwrap_or_else(|| signature.freeze());
             let mut body = *body;
             inherit(&mut body, &signature);
+            // A chord's links are its body's (Celery's `chord.link` and
+            // `chord.link_error`, with errbacks off the header by default).
+            for link in ["link", "link_error"] {
+                if let Some(value) = signature.options.get(link) {
+                    let mut links = Signature::list_values(body.options.get(link));
+                    links.extend(Signature::list_values(Some(value)));
+                    body.set_option(link, Value::Array(links));
+                }
+            }
             body.freeze();
             body.set_option("group_id", Value::String(group_id.clone()));
             // A chord in the middle of a chain: what follows runs after the body.
@@ -395,6 +412,39 @@ mod tests {
 
     fn chain(steps: Vec<Signature>) -> Signature {
         Signature::chain(steps)
+    }
+
+    #[test]
+    fn a_groups_and_a_chords_errbacks_reach_their_tasks() {
+        // chord([add.si(1, 1)], group(fail.s(), tsum.s()).set(link_error=eb))
+        //     .apply_async(link_error=chord_eb)
+        let eb = |name: &str| Signature::new("echo", vec![json!(name)]).immutable();
+        let errback_names = |errbacks: Option<&Value>| -> Vec<Value> {
+            Signature::list_values(errbacks)
+                .iter()
+                .map(|eb| eb["args"][0].clone())
+                .collect()
+        };
+        let mut failing = task("fail", json!([]));
+        failing.set_option("link_error", json!([eb("own").to_value()]));
+        let body = Signature::group(vec![failing, task("tsum", json!([]))]).link_error(eb("group"));
+        let chord =
+            Signature::chord(vec![task("add", json!([1, 1]))], body).link_error(eb("chord"));
+        let lineage = Lineage::default();
+        // The chord's errback goes to its body, after the body's own.
+        let plan = apply(chord, &[], &lineage).unwrap();
+        let body = Signature::from_value(&plan.messages[0].message.embed.chord).unwrap();
+        assert_eq!(
+            errback_names(body.options.get("link_error")),
+            [json!("group"), json!("chord")]
+        );
+        // The group's errbacks replace its members' own.
+        let plan = apply(body, &[json!([2])], &lineage).unwrap();
+        assert_eq!(plan.messages.len(), 2);
+        for outgoing in &plan.messages {
+            let errbacks = Some(&outgoing.message.embed.errbacks);
+            assert_eq!(errback_names(errbacks), [json!("group"), json!("chord")]);
+        }
     }
 
     #[test]
