@@ -42,6 +42,14 @@
 //! | [`config`] | Celery's settings by their names: the environment, a TOML file, the app's defaults |
 //! | [`redis_connection`] | the one way every part opens Redis: checked URL, bounded connect, one watch |
 //!
+//! # Features
+//!
+//! `beat` (on by default): Celery Beat, and with it chrono-tz's time-zone
+//! tables. Both brokers and remote control are always built: Redis is also
+//! the result backend, the AMQP client comes with `amqp-connect` (whose
+//! URL and redaction types every part uses), and the worker's revoke list
+//! and `inspect` state are remote control's.
+//!
 //! # Python Celery name → our name
 //!
 //! | Celery / kombu | here |
@@ -73,6 +81,7 @@
 //! | `-E`, `EventDispatcher` | [`worker::WorkerConfig::task_events`], [`control::Events`] |
 
 pub mod backend;
+#[cfg(feature = "beat")]
 pub mod beat;
 pub mod broker;
 pub mod canvas;
@@ -92,6 +101,7 @@ pub use task::{Request, Retry, Task, TaskError, TaskOptions, TaskResult, TaskRes
 pub mod prelude {
     pub use crate::{
         backend::ExceptionInfo,
+        canvas::Signature,
         config::{Settings, Sources},
         registry::Registry,
         task::{Request, Retry, Task, TaskError, TaskOptions, TaskResult, TaskResultExt},
