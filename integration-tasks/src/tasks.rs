@@ -478,14 +478,33 @@ fn retrying() -> Vec<Task> {
         Task::bound(
             &name("retry_once"),
             &["*args", "expires=None", "max_retries=1", "countdown=0.1"],
-            |request: Request, (_args, _expires, max_retries, countdown): (Vec<Value>, Value, Option<u32>, f64)| async move {
+            |request: Request,
+             (_args, _expires, max_retries, countdown): (
+                Vec<Value>,
+                Value,
+                Option<u32>,
+                Option<f64>,
+            )| async move {
                 if request.retries > 0 {
                     return Ok(request.retries);
                 }
-                let countdown = Duration::try_from_secs_f64(countdown.max(0.0))
-                    .map_err(|error| TaskError::fail("ValueError", "builtins", error.to_string()))?;
-                let reason = ExceptionInfo::new("Retry", "celery.exceptions", format!("Retry in {}s", countdown.as_secs_f64()));
-                Err(Retry::new(reason).countdown(countdown).max_retries(max_retries).into())
+                // countdown=None: the task's default_retry_delay, as in Celery.
+                let retry = match countdown {
+                    Some(seconds) => {
+                        let countdown =
+                            Duration::try_from_secs_f64(seconds.max(0.0)).map_err(|error| {
+                                TaskError::fail("ValueError", "builtins", error.to_string())
+                            })?;
+                        let reason = ExceptionInfo::new(
+                            "Retry",
+                            "celery.exceptions",
+                            format!("Retry in {seconds}s"),
+                        );
+                        Retry::new(reason).countdown(countdown)
+                    }
+                    None => Retry::new(ExceptionInfo::new("Retry", "celery.exceptions", "Retry")),
+                };
+                Err(retry.max_retries(max_retries).into())
             },
         )
         .max_retries(1),
