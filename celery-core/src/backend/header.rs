@@ -19,9 +19,25 @@ pub fn header_entry(task_id: &str, state: &TaskState, result: &Value) -> String 
     to_python_json(&(1, task_id, state.as_str(), result))
 }
 
+/// Why a chord's body cannot run: Celery's `ChordError`, and the exception
+/// of the header task that failed (the `ChordError`'s `__cause__`), when
+/// one did. A group body's tasks fail with the cause, as in Celery 5.7.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChordFailure {
+    pub error: ExceptionInfo,
+    /// Boxed: a failure is the rare path, and keeps `join`'s result small.
+    pub cause: Option<Box<ExceptionInfo>>,
+}
+
+impl From<ExceptionInfo> for ChordFailure {
+    fn from(error: ExceptionInfo) -> Self {
+        ChordFailure { error, cause: None }
+    }
+}
+
 /// Joins the header's entries (already in `group_index` order): every
 /// result, or the `ChordError` of the first one that failed or was revoked.
-pub fn join(entries: &[String]) -> Result<Vec<Value>, ExceptionInfo> {
+pub fn join(entries: &[String]) -> Result<Vec<Value>, ChordFailure> {
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
         let (_, task_id, state, result): (Value, String, String, Value) =
@@ -31,10 +47,15 @@ pub fn join(entries: &[String]) -> Result<Vec<Value>, ExceptionInfo> {
                 ))
             })?;
         if state == "FAILURE" || state == "REVOKED" {
-            let raised = serde_json::from_value::<ExceptionInfo>(result.clone())
-                .map(|exception| exception.display())
-                .unwrap_or_else(|_| crate::protocol::pyrepr::repr(&result));
-            return Err(chord_error(format!("Dependency {task_id} raised {raised}")));
+            let cause = serde_json::from_value::<ExceptionInfo>(result.clone())
+                .ok()
+                .map(Box::new);
+            let raised = cause
+                .as_ref()
+                .map(|cause| cause.display())
+                .unwrap_or_else(|| crate::protocol::pyrepr::repr(&result));
+            let error = chord_error(format!("Dependency {task_id} raised {raised}"));
+            return Err(ChordFailure { error, cause });
         }
         results.push(result);
     }
@@ -71,13 +92,19 @@ mod tests {
         let boom =
             serde_json::to_value(ExceptionInfo::new("ValueError", "builtins", "boom")).unwrap();
         let failed = [ok[0].clone(), header_entry("b", &TaskState::Failure, &boom)];
-        let error = join(&failed).unwrap_err();
-        assert_eq!(error.exc_type, "ChordError");
+        let failure = join(&failed).unwrap_err();
+        assert_eq!(failure.error.exc_type, "ChordError");
         assert_eq!(
-            error.exc_message,
+            failure.error.exc_message,
             vec![json!("Dependency b raised ValueError('boom')")]
         );
+        assert_eq!(failure.cause.unwrap().exc_type, "ValueError");
         let junk = join(&["not json".to_owned()]).unwrap_err();
-        assert!(junk.display().contains("Join error"), "{}", junk.display());
+        assert!(
+            junk.error.display().contains("Join error"),
+            "{}",
+            junk.error.display()
+        );
+        assert_eq!(junk.cause, None);
     }
 }

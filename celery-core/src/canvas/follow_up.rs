@@ -47,6 +47,10 @@ pub struct Doomed {
     pub group_index: Option<i64>,
     /// The chord body it would have counted towards.
     pub chord: Option<Value>,
+    /// It fails with the exception of the chord header task that failed,
+    /// not the `ChordError`: a group body and its tasks (Celery 5.7's
+    /// `_handle_group_chord_error`).
+    pub with_cause: bool,
 }
 
 /// What a failed task sets off.
@@ -73,6 +77,11 @@ pub fn after_failure(message: &TaskMessage) -> Result<AfterFailure, CanvasError>
 /// What a chord body that can no longer run sets off (Celery's
 /// `chord_error_from_stack`): the body itself is doomed, then its chain,
 /// and its errbacks are sent with the body's id.
+///
+/// A group as the body (Celery's `_handle_group_chord_error`): the group
+/// and each of its tasks fail with the header task's own exception (or
+/// `GroupResult.get()` would wait for ever), and each task's errbacks are
+/// sent with its id: its own, then the group's, each once.
 pub fn after_chord_failure(
     body: &Signature,
     lineage: &Lineage,
@@ -81,20 +90,35 @@ pub fn after_chord_failure(
     let body_id = body.freeze();
     let chain = Signature::list_from(body.options.get("chain"))?;
     let errbacks = Signature::list_from(body.options.get("link_error"))?;
-    let mut after = failed(&body_id, lineage, chain, errbacks)?;
-    after.doomed.insert(0, doomed(&body));
-    // A group as the body: each member fails, or `GroupResult.get()` waits
-    // for ever (Celery's `_handle_group_chord_error`).
-    if let Ok(Shape::Group(members)) = body.shape() {
-        for member in members {
-            let Some(member_id) = member.id().map(str::to_owned) else {
-                continue;
-            };
-            let errbacks = Signature::list_from(member.options.get("link_error"))?;
-            let member_after = failed(&member_id, lineage, Vec::new(), errbacks)?;
-            after.doomed.push(doomed(&member));
-            after.errbacks.extend(member_after.errbacks);
+    let Ok(Shape::Group(members)) = body.shape() else {
+        let mut after = failed(&body_id, lineage, chain, errbacks)?;
+        after.doomed.insert(0, doomed(&body));
+        return Ok(after);
+    };
+    let mut after = failed(&body_id, lineage, chain, Vec::new())?;
+    after.doomed.insert(
+        0,
+        Doomed {
+            with_cause: true,
+            ..doomed(&body)
+        },
+    );
+    for member in members {
+        let Some(member_id) = member.id().map(str::to_owned) else {
+            continue;
+        };
+        let mut member_errbacks = Signature::list_from(member.options.get("link_error"))?;
+        for errback in &errbacks {
+            if !member_errbacks.contains(errback) {
+                member_errbacks.push(errback.clone());
+            }
         }
+        let member_after = failed(&member_id, lineage, Vec::new(), member_errbacks)?;
+        after.doomed.push(Doomed {
+            with_cause: true,
+            ..doomed(&member)
+        });
+        after.errbacks.extend(member_after.errbacks);
     }
     Ok(after)
 }
@@ -145,6 +169,7 @@ fn doomed(step: &Signature) -> Doomed {
             .get("chord")
             .filter(|body| body.as_object().is_some_and(|body| !body.is_empty()))
             .cloned(),
+        with_cause: false,
     }
 }
 
@@ -235,9 +260,20 @@ mod tests {
             "tasks".into(),
             json!([step("add", json!([1]), "m0"), step("add", json!([2]), "m1")]),
         );
+        body.set_option("link_error", json!([step("echo", json!([]), "group-eb")]));
         let after = after_chord_failure(&body, &Lineage::default()).unwrap();
         let ids: Vec<_> = after.doomed.iter().map(|d| d.task_id.as_str()).collect();
         assert_eq!(ids, ["gid2", "m0", "m1"]);
+        // They fail with the header task's own exception, not ChordError.
+        assert!(after.doomed.iter().all(|doomed| doomed.with_cause));
+        // The group's errback, once per member, with the member's id.
+        let args: Vec<_> = after
+            .errbacks
+            .messages
+            .iter()
+            .map(|sent| sent.message.args.clone())
+            .collect();
+        assert_eq!(args, [vec![json!("m0")], vec![json!("m1")]]);
     }
 
     #[test]

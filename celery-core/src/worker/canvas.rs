@@ -16,7 +16,7 @@ use super::context::{WorkerContext, store_unless_ignored};
 use crate::{
     backend::{
         BackendError, ChordProgress, ExceptionInfo, HeaderPart, ResultMeta, TaskState,
-        header::{self as chord, join},
+        header::{self as chord, ChordFailure, join},
     },
     broker::{Broker, BrokerError, Settlement},
     canvas::{
@@ -100,7 +100,7 @@ pub(super) async fn failed(
     match follow_up::after_failure(message) {
         Ok(after) => {
             let lineage = Lineage::after(message);
-            fail_all(context, after, exception, Some(&traceback), &lineage).await
+            fail_all(context, after, exception, None, Some(&traceback), &lineage).await
         }
         Err(problem) => {
             error!(
@@ -294,8 +294,8 @@ async fn count_part(
     };
     let results = match join(&entries) {
         Ok(results) => results,
-        Err(chord_error) => {
-            let settled = chord_failed(context, &part, &body, &chord_error).await;
+        Err(failure) => {
+            let settled = chord_failed(context, &part, &body, &failure).await;
             if let Err(error) = backend.forget_chord_size(group_id).await {
                 warn!("Chord {group_id}: {error}");
             }
@@ -330,8 +330,11 @@ async fn count_part(
             return Settlement::Requeue;
         }
         Err(not_sent) => {
-            let chord_error = chord::chord_error(format!("Callback error: {}", not_sent.reason));
-            chord_failed(context, &part, &body, &chord_error).await
+            let failure = ChordFailure::from(chord::chord_error(format!(
+                "Callback error: {}",
+                not_sent.reason
+            )));
+            chord_failed(context, &part, &body, &failure).await
         }
     };
     if let Err(error) = backend.finish_chord(group_id, &claim).await {
@@ -346,15 +349,26 @@ async fn chord_failed(
     context: &WorkerContext<impl Broker>,
     part: &Part<'_>,
     body: &Signature,
-    chord_error: &ExceptionInfo,
+    failure: &ChordFailure,
 ) -> Settlement {
     error!(
         "Chord '{}' raised: {}",
         part.group_id,
-        chord_error.display()
+        failure.error.display()
     );
     match follow_up::after_chord_failure(body, &part.lineage) {
-        Ok(after) => Box::pin(fail_all(context, after, chord_error, None, &part.lineage)).await,
+        Ok(after) => {
+            let cause = failure.cause.as_deref();
+            Box::pin(fail_all(
+                context,
+                after,
+                &failure.error,
+                cause,
+                None,
+                &part.lineage,
+            ))
+            .await
+        }
         Err(problem) => {
             error!(
                 "Chord {} has a body that cannot be read ({problem}); it is skipped",
@@ -365,16 +379,22 @@ async fn chord_failed(
     }
 }
 
-/// Stores `exception` as the FAILURE of every doomed task (counting those
-/// in chords), then sends the errbacks.
+/// Stores `exception` as the FAILURE of every doomed task (`cause`, the
+/// failed chord header task's own, for those that fail with it), counting
+/// those in chords, then sends the errbacks.
 async fn fail_all(
     context: &WorkerContext<impl Broker>,
     after: AfterFailure,
     exception: &ExceptionInfo,
+    cause: Option<&ExceptionInfo>,
     traceback: Option<&str>,
     lineage: &Lineage,
 ) -> Settlement {
     for doomed in &after.doomed {
+        let exception = match cause {
+            Some(cause) if doomed.with_cause => cause,
+            _ => exception,
+        };
         let meta = ResultMeta::failure(&doomed.task_id, exception, traceback.map(str::to_owned))
             .in_canvas(doomed.group_id.as_deref(), None);
         if let Some(backend) = &context.backend
