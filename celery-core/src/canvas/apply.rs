@@ -105,17 +105,22 @@ fn apply_into(
             if steps.is_empty() {
                 return Ok(());
             }
-            // The chain's own options go to its first step, its links to
-            // its last; what already followed the chain (a chain nested in
-            // a chain) runs after all of its steps.
-            if let Some(last) = steps.last_mut() {
-                for link in ["link", "link_error"] {
-                    if let Some(value) = signature.options.get(link) {
-                        let mut links = Signature::list_values(last.options.get(link));
-                        links.extend(Signature::list_values(Some(value)));
-                        last.set_option(link, Value::Array(links));
-                    }
+            // The chain's own options go to its first step, its callbacks
+            // to its last and its errbacks to every step (whichever fails
+            // calls them: Celery's `prepare_steps`); what already followed
+            // the chain (a chain nested in a chain) runs after all of its steps.
+            let append = |step: &mut Signature, link: &str| {
+                if let Some(value) = signature.options.get(link) {
+                    let mut links = Signature::list_values(step.options.get(link));
+                    links.extend(Signature::list_values(Some(value)));
+                    step.set_option(link, Value::Array(links));
                 }
+            };
+            if let Some(last) = steps.last_mut() {
+                append(last, "link");
+            }
+            for step in &mut steps {
+                append(step, "link_error");
             }
             let mut first = steps.remove(0);
             inherit(&mut first, &signature);
@@ -412,6 +417,29 @@ mod tests {
 
     fn chain(steps: Vec<Signature>) -> Signature {
         Signature::chain(steps)
+    }
+
+    #[test]
+    fn a_chains_errbacks_reach_every_step_and_its_callbacks_the_last() {
+        // chain(identity.si(42), fail.s(), identity.si(42)) with a link and a link_error
+        let chain = Signature::chain(vec![
+            task("identity", json!([42])).immutable(),
+            task("fail", json!([])),
+            task("identity", json!([42])).immutable(),
+        ])
+        .link(task("done", json!([])))
+        .link_error(task("eb", json!([])));
+        let plan = apply(chain, &[], &Lineage::default()).unwrap();
+        let first = &plan.messages[0].message;
+        assert_eq!(first.embed.errbacks[0]["task"], "eb");
+        assert!(first.embed.callbacks.is_null());
+        // Reversed: the last step first.
+        let rest = Signature::list_from(Some(&first.embed.chain)).unwrap();
+        let (last, middle) = (&rest[0], &rest[1]);
+        assert_eq!(middle.options["link_error"][0]["task"], "eb");
+        assert!(!middle.options.contains_key("link"));
+        assert_eq!(last.options["link_error"][0]["task"], "eb");
+        assert_eq!(last.options["link"][0]["task"], "done");
     }
 
     #[test]

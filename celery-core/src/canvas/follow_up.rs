@@ -104,10 +104,9 @@ pub fn after_chord_failure(
         },
     );
     for member in members {
-        let Some(member_id) = member.id().map(str::to_owned) else {
+        let (Some(member_id), mut member_errbacks) = result_errbacks(&member, 0)? else {
             continue;
         };
-        let mut member_errbacks = Signature::list_from(member.options.get("link_error"))?;
         for errback in &errbacks {
             if !member_errbacks.contains(errback) {
                 member_errbacks.push(errback.clone());
@@ -115,12 +114,49 @@ pub fn after_chord_failure(
         }
         let member_after = failed(&member_id, lineage, Vec::new(), member_errbacks)?;
         after.doomed.push(Doomed {
+            task_id: member_id,
             with_cause: true,
             ..doomed(&member)
         });
         after.errbacks.extend(member_after.errbacks);
     }
     Ok(after)
+}
+
+/// The id of the result that stands for `signature`, and the errbacks
+/// linked to it (Celery's `_result_errbacks`): a chord's result is its
+/// body's, which its errbacks go to; a group gathers its tasks' errbacks
+/// with its own; a chain's result is its last step's.
+fn result_errbacks(
+    signature: &Signature,
+    depth: usize,
+) -> Result<(Option<String>, Vec<Signature>), CanvasError> {
+    if depth > super::apply::MAX_DEPTH {
+        return Err(CanvasError::TooDeep(super::apply::MAX_DEPTH));
+    }
+    let mut errbacks = Signature::list_from(signature.options.get("link_error"))?;
+    match signature.shape()? {
+        Shape::Chord { body, .. } => {
+            let (id, more) = result_errbacks(&body, depth + 1)?;
+            errbacks.extend(more);
+            Ok((id, errbacks))
+        }
+        Shape::Group(tasks) => {
+            for task in &tasks {
+                errbacks.extend(result_errbacks(task, depth + 1)?.1);
+            }
+            Ok((signature.id().map(str::to_owned), errbacks))
+        }
+        Shape::Chain(steps) => {
+            let id = match (signature.id(), steps.last()) {
+                (Some(id), _) => Some(id.to_owned()),
+                (None, Some(last)) => result_errbacks(last, depth + 1)?.0,
+                (None, None) => None,
+            };
+            Ok((id, errbacks))
+        }
+        Shape::Task => Ok((signature.id().map(str::to_owned), errbacks)),
+    }
 }
 
 fn failed(
@@ -274,6 +310,32 @@ mod tests {
             .map(|sent| sent.message.args.clone())
             .collect();
         assert_eq!(args, [vec![json!("m0")], vec![json!("m1")]]);
+    }
+
+    #[test]
+    fn a_chord_in_a_group_body_fails_through_its_own_body() {
+        // group(chord([add.si(2, 2)], tsum.s()), tsum.s()) with a group errback:
+        // the chord's result is its body's, and the errback is called once
+        // per member, with the member's result id.
+        let inner_body = Signature::from_value(&step("tsum", json!([]), "inner-body")).unwrap();
+        let inner = Signature::chord(
+            vec![Signature::from_value(&step("add", json!([2, 2]), "h0")).unwrap()],
+            inner_body,
+        );
+        let tsum = Signature::from_value(&step("tsum", json!([]), "m1")).unwrap();
+        let body = Signature::group(vec![inner, tsum])
+            .with_option("task_id", "gid3")
+            .link_error(Signature::from_value(&step("echo", json!([]), "eb")).unwrap());
+        let after = after_chord_failure(&body, &Lineage::default()).unwrap();
+        let ids: Vec<_> = after.doomed.iter().map(|d| d.task_id.as_str()).collect();
+        assert_eq!(ids, ["gid3", "inner-body", "m1"]);
+        let args: Vec<_> = after
+            .errbacks
+            .messages
+            .iter()
+            .map(|sent| sent.message.args.clone())
+            .collect();
+        assert_eq!(args, [vec![json!("inner-body")], vec![json!("m1")]]);
     }
 
     #[test]
