@@ -136,12 +136,12 @@ impl Process {
                 .await
                 .is_err()
             {
-                panic!(
-                    // ok-panic: test support only
-                    "timed out waiting for {count}× '{needle}' on {stream:?}; stdout:\n{}\nstderr:\n{}",
+                let seen = format!(
+                    "stdout:\n{}\nstderr:\n{}",
                     self.lines_of(Stream::Stdout).join("\n"),
                     self.lines_of(Stream::Stderr).join("\n")
                 );
+                panic!("timed out waiting for {count}× '{needle}' on {stream:?}; {seen}"); // ok-panic: test support only
             }
         }
     }
