@@ -121,6 +121,27 @@ impl Schedule {
 }
 
 /// Takes every message from `queue` and returns its headers.
+/// Waits (bounded) until the Redis queue holds at least `count` messages.
+async fn wait_queued(queue: &str, count: usize) {
+    let mut connection = redis(REDIS_BROKER).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let queued: usize = redis::cmd("LLEN")
+            .arg(queue)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if queued >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queue} never got {count} messages"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn drain(kind: Kind, queue: &str) -> Vec<serde_json::Map<String, Value>> {
     let mut headers = Vec::new();
     match kind {
@@ -307,6 +328,9 @@ async fn a_killed_leader_is_replaced_within_one_lease_period() {
     let standby = Beat::start(Kind::Redis, &schedule, &["--lease-ttl", "2"]);
     standby.wait_for("standing by", WAIT).await;
     leader.wait_for("Sending due task", WAIT).await;
+    // Logged before it is sent: killed between the two, the send would be
+    // counted below but never arrive. Kill it once the message is there.
+    wait_queued(&queue, 1).await;
 
     leader.signal("-KILL");
     let killed = Instant::now();
