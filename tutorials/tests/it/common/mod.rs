@@ -276,8 +276,11 @@ impl Running {
         self.inner.wait(WAIT).await
     }
 
-    /// Ctrl-C, then the exit code.
+    /// Ctrl-C, then the exit code. A moment passes first: the tutorials'
+    /// workers print ` [x] Done` *before* they ack, and a Ctrl-C right on
+    /// that line could beat the ack (the message would come back).
     pub async fn interrupt(&mut self) -> Option<i32> {
+        sleep(Duration::from_millis(100)).await;
         self.signal("-INT");
         self.wait().await
     }
